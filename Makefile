@@ -1,0 +1,31 @@
+# The two commands of the README. Both install what they need first (Debian 12, as root).
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: deps demo test lint bench-api bench-lab bench-dataplane clean
+
+deps:
+	./scripts/install-deps.sh
+
+demo: deps
+	$(PYTHON) -m taas.demo
+
+test: deps
+	$(PYTHON) -m ruff check taas tests bench
+	$(PYTHON) -m pytest -ra $(PYTEST_ARGS)
+
+lint: deps
+	$(PYTHON) -m ruff check taas tests bench
+
+bench-api: deps
+	$(PYTHON) -m bench.api_bench
+
+bench-lab: deps
+	$(PYTHON) -m bench.lab_bench
+
+bench-dataplane: deps
+	$(PYTHON) -m bench.dataplane_bench
+
+clean:
+	-taas lab down --all
+	rm -rf .pytest_cache build *.egg-info

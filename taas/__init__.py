@@ -1,0 +1,1 @@
+"""taas: Tap-as-a-Service on Open vSwitch."""
