@@ -1,0 +1,162 @@
+"""Packet captures inside lab namespaces: tcpdump to a pcap, parsed into raw frames.
+
+The pcap is parsed here (the format is tiny) rather than with scapy, whose import alone takes
+about a second; `Capture.packets()` turns frames into scapy packets for tests that want them.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+def parse_pcap(data: bytes) -> list[bytes]:
+    """Raw frames of a classic pcap file (any byte order, us or ns timestamps)."""
+    if len(data) < 24:
+        return []
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        endian = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        endian = ">"
+    else:
+        raise ValueError("not a pcap file")
+    frames = []
+    off = 24
+    rec = struct.Struct(endian + "IIII")
+    while off + 16 <= len(data):
+        _, _, incl, _ = rec.unpack_from(data, off)
+        off += 16
+        if off + incl > len(data):  # a record still being written
+            break
+        frames.append(data[off:off + incl])
+        off += incl
+    return frames
+
+
+class Capture:
+    """A running tcpdump in a namespace. Use through `Lab.capture()` / `Lab.captures()`.
+
+    `frames` (raw bytes, in arrival order) is filled when the capture stops; while it runs,
+    `wait_for()` / `read()` look at what has arrived so far.
+    """
+
+    def __init__(self, netns: str, iface: str, path: Path, bpf: str | None = None,
+                 direction: str | None = None) -> None:
+        self.netns = netns
+        self.iface = iface
+        self.path = path
+        self.bpf = bpf
+        self.direction = direction
+        self.frames: list[bytes] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._err = b""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        # -Z root: tcpdump otherwise drops to user tcpdump and cannot write the pcap;
+        # --immediate-mode -U: every frame reaches the file at once (no 1 s buffer timeout).
+        cmd = ["ip", "netns", "exec", self.netns, "tcpdump", "-n", "-i", self.iface, "-s", "0",
+               "-U", "--immediate-mode", "-Z", "root", "-w", str(self.path)]
+        if self.direction:
+            cmd += ["-Q", self.direction]
+        if self.bpf:
+            cmd += [self.bpf]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        """Block until tcpdump says it is listening (its socket is bound: nothing is missed)."""
+        assert self.proc is not None and self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()
+        deadline = time.monotonic() + timeout
+        while b"listening on" not in self._err:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop()
+                raise TimeoutError(f"tcpdump on {self.netns}/{self.iface} did not start")
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    rc = self.proc.wait()
+                    raise RuntimeError(f"tcpdump on {self.netns}/{self.iface} exited rc={rc}: "
+                                       f"{self._err.decode(errors='replace').strip()}")
+                self._err += chunk
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def settle(self, quiet: float = 0.15, max_wait: float = 2.0) -> None:
+        """Wait until nothing new has arrived for `quiet` seconds (frames still in flight)."""
+        deadline = time.monotonic() + max_wait
+        last = self._size()
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.03)
+            size = self._size()
+            if size != last:
+                last, stable_since = size, time.monotonic()
+            elif time.monotonic() - stable_since >= quiet:
+                return
+
+    def stop(self) -> list[bytes]:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.frames = self.read()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        return self.frames
+
+    # -- reading -----------------------------------------------------------------------------
+    def read(self) -> list[bytes]:
+        """Frames captured so far."""
+        try:
+            return parse_pcap(self.path.read_bytes())
+        except (OSError, ValueError):
+            return list(self.frames)
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0,
+                 match: Any = None) -> list[bytes]:
+        """Poll until at least `count` frames (satisfying `match(frame)`, if given) arrived.
+
+        Returns the matching frames so far (possibly fewer than `count` on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [f for f in self.read() if match is None or match(f)]
+            if len(got) >= count or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.02)
+
+    def packets(self) -> list[Any]:
+        """`frames` as scapy Ether packets."""
+        from scapy.layers.l2 import Ether
+
+        return [Ether(f) for f in (self.frames or self.read())]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        return f"<Capture {self.netns}/{self.iface} {len(self.frames)} frames>"
