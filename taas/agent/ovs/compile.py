@@ -1,0 +1,333 @@
+"""The pure flow compiler: a host's desired state + local facts -> the flows of each bridge.
+
+No I/O here. ``compile_host`` returns every flow taas wants on br-int, br-tap and br-tun, and a
+status (ACTIVE, or ERROR with a reason) for every resource of the desired state. The pipeline is
+described table by table in docs/pipeline.md.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from taas.agent.ovs import tables as T
+from taas.agent.ovs.flows import (
+    MULTICAST,
+    Flow,
+    clone,
+    output,
+    parse_vlan_filter,
+    push_vlan,
+    resubmit,
+    set_reg,
+    set_tun_id,
+    vlan_ranges_to_masks,
+    vlan_vid_match,
+)
+from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
+
+BR_INT, BR_TAP, BR_TUN = "int", "tap", "tun"
+
+
+class PortLike(Protocol):
+    """What the compiler needs of a local VM port (driver.LocalPort satisfies it)."""
+
+    port_id: str
+    ofport: int
+    local_vlan: int | None
+    mac: str
+
+
+@dataclass(frozen=True)
+class BridgeFacts:
+    """Switch facts the compiler needs, read from OVSDB by the driver."""
+
+    int_patch_tap: int  # ofport of patch-int-tap on br-int
+    tap_patch_int: int  # ofport of patch-tap-int on br-tap
+    tap_patch_tun: int  # ofport of patch-tap-tun on br-tap
+    tun_patch_tap: int  # ofport of patch-tun-tap on br-tun
+    int_patch_tun: int | None = None  # br-int's patch to br-tun (the L2 agent's), if any
+    vxlan_ports: Mapping[str, int] = field(default_factory=dict)  # remote_ip -> ofport on br-tun
+    mirror_ports: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # (tap mirror id, direction key) -> ofport of its GRE/ERSPAN port on br-tap
+
+
+@dataclass(frozen=True)
+class Compiled:
+    flows: dict[str, frozenset[Flow]]  # "int" / "tap" / "tun" -> flows
+    statuses: tuple[ResourceStatus, ...]
+    taas_ids: tuple[int, ...]  # taas_ids that appear in the flows
+    mirror_vlans: dict[tuple[str, str], int]  # local VLAN of each tap-mirror direction
+
+
+@dataclass(frozen=True)
+class _Tap:
+    """One copy rule: frames of ``source`` in ``direction`` go to the sink VLAN ``sink``."""
+
+    source: str  # port id
+    out: bool
+    in_: bool
+    sink: int  # VLAN id pushed on the copy (taas_id, or a tap mirror's local VLAN)
+    ranges: tuple[tuple[int, int], ...] | None  # vlan_filter, None = every frame
+
+
+def static_flows(f: BridgeFacts) -> dict[str, set[Flow]]:
+    """Flows that exist whatever the desired state: drops on the taas patch ports, canaries."""
+    canary = Flow.make(T.CANARY_TABLE, 0, None, "drop")
+    return {
+        BR_INT: {
+            Flow.make(T.INT_CLASSIFY, T.PRIO_DROP_PATCH, {"in_port": str(f.int_patch_tap)}, "drop"),
+            canary,
+        },
+        BR_TAP: {Flow.make(T.TAP_CLASSIFY, 0, None, "drop"), canary},
+        BR_TUN: {
+            Flow.make(T.TUN_CLASSIFY, T.PRIO_DROP_PATCH, {"in_port": str(f.tun_patch_tap)}, "drop"),
+            canary,
+        },
+    }
+
+
+def assign_mirror_vlans(
+    mirrors: Iterable[TapMirrorState], taken: set[int]
+) -> dict[tuple[str, str], int]:
+    """Give each (tap mirror, direction) a local VLAN outside the taas_ids in use (stable order)."""
+    free = (v for v in range(T.MIRROR_VLAN_FIRST, T.MIRROR_VLAN_LAST + 1) if v not in taken)
+    out: dict[tuple[str, str], int] = {}
+    for key in sorted((m.id, d) for m in mirrors for d in m.directions):
+        v = next(free, None)
+        if v is None:
+            break
+        out[key] = v
+    return out
+
+
+def _copy(sinks: Iterable[int], patch: int) -> str:
+    acts = [clone(push_vlan(s), output(patch)) for s in sorted(set(sinks))]
+    return ",".join(acts) if acts else "drop"
+
+
+def _group_flows(
+    table: int, base: int, match: dict[str, str], taps: list[_Tap], patch: int
+) -> list[Flow]:
+    """Flows for one match group: unfiltered taps at ``base``, vlan_filter pieces at base+1.
+
+    The VLAN space is cut at every filter boundary of the group, so that each piece carries the
+    full set of sinks that want it: one lookup in the table yields every copy (no overwrite).
+    """
+    plain = {t.sink for t in taps if t.ranges is None}
+    filtered = [t for t in taps if t.ranges is not None]
+    flows = [Flow.make(table, base, match, _copy(plain, patch))]
+    if filtered:
+        cuts = sorted({a for t in filtered for a, _ in t.ranges or ()}
+                      | {b + 1 for t in filtered for _, b in t.ranges or ()})
+        for lo, nxt in zip(cuts, cuts[1:], strict=False):
+            hi = nxt - 1
+            sinks = {t.sink for t in filtered
+                     if any(a <= lo and hi <= b for a, b in t.ranges or ())}
+            if not sinks:
+                continue
+            for value, mask in vlan_ranges_to_masks([(lo, hi)]):
+                k, v = vlan_vid_match(value, mask)
+                flows.append(
+                    Flow.make(table, base + 1, {**match, k: v}, _copy(plain | sinks, patch)))
+    return flows
+
+
+def compile_host(
+    desired: DesiredState,
+    ports: Mapping[str, PortLike],
+    facts: BridgeFacts,
+    host: str | None = None,
+    continuation: str = "NORMAL",
+) -> Compiled:
+    """Compile the full set of taas flows of one host and the status of each resource."""
+    host = host or desired.host
+    flows: dict[str, set[Flow]] = static_flows(facts)
+    statuses: list[ResourceStatus] = []
+    used_ids: set[int] = set()
+
+    # --- tap services: where does each sink VLAN go? ---------------------------------------
+    service_err: dict[str, str] = {}
+    service_ok: dict[str, int] = {}  # service id -> taas_id, for services that can take copies
+    remote_path: dict[int, tuple[int, int]] = {}  # taas_id -> (vni, vxlan ofport)
+    for s in desired.tap_services:
+        if s.dest_host == host:
+            mon = ports.get(s.port_id)
+            if mon is None:
+                service_err[s.id] = "destination port not on this host"
+                continue
+            t = s.taas_id
+            flows[BR_INT].add(Flow.make(
+                T.INT_CLASSIFY, T.PRIO_DELIVER,
+                {"in_port": str(facts.int_patch_tap), "dl_vlan": str(t)},
+                f"pop_vlan,{output(mon.ofport)}"))
+            flows[BR_TAP].add(Flow.make(
+                T.TAP_CLASSIFY, T.PRIO_TAP,
+                {"in_port": str(facts.tap_patch_int), "dl_vlan": str(t)}, "IN_PORT"))
+            flows[BR_TAP].add(Flow.make(
+                T.TAP_CLASSIFY, T.PRIO_TAP,
+                {"in_port": str(facts.tap_patch_tun), "dl_vlan": str(t)},
+                output(facts.tap_patch_int)))
+            flows[BR_TUN].add(Flow.make(
+                T.TUN_CLASSIFY, T.PRIO_TUN, {"tun_id": f"{s.vni:#x}"},
+                f"{push_vlan(t)},{output(facts.tun_patch_tap)}"))
+            used_ids.add(t)
+        elif s.dest_host is None:
+            service_err[s.id] = "destination port is not bound to any host"
+            continue
+        elif not s.dest_tunnel_ip:
+            service_err[s.id] = f"destination host {s.dest_host} has no tunnel IP"
+            continue
+        elif s.dest_tunnel_ip not in facts.vxlan_ports:
+            service_err[s.id] = f"no tunnel port to {s.dest_tunnel_ip} on the tunnel bridge"
+            continue
+        else:
+            remote_path[s.taas_id] = (s.vni, facts.vxlan_ports[s.dest_tunnel_ip])
+        service_ok[s.id] = s.taas_id
+    services = {s.id: s for s in desired.tap_services}
+    for s in desired.tap_services:
+        err = service_err.get(s.id)
+        statuses.append(ResourceStatus("tap_service", s.id, "ERROR" if err else "ACTIVE", err))
+
+    # --- tap flows and tap mirrors -> copy rules ---------------------------------------------
+    taps: list[_Tap] = []
+    remote_used: set[int] = set()
+    for f in desired.tap_flows:
+        svc = services.get(f.tap_service_id)
+        facts_src = desired.ports.get(f.source_port)
+        src = ports.get(f.source_port)
+        source_here = src is not None or (facts_src is not None and facts_src.host == host)
+        err: str | None = None
+        if svc is None:
+            err = "tap service not in this host's desired state"
+        elif not source_here:
+            # Listed because the destination is here: this host only delivers.
+            err = service_err.get(svc.id)
+        elif src is None:
+            err = "source port not on this host"
+        elif src.local_vlan is None:
+            err = "source port has no local VLAN"
+        elif svc.id in service_err:
+            err = service_err[svc.id]
+        else:
+            try:
+                ranges = parse_vlan_filter(f.vlan_filter)
+            except ValueError as e:
+                err = str(e)
+            else:
+                taps.append(_Tap(src.port_id, f.direction in ("OUT", "BOTH"),
+                                 f.direction in ("IN", "BOTH"), svc.taas_id,
+                                 tuple(ranges) if ranges is not None else None))
+                used_ids.add(svc.taas_id)
+                if svc.taas_id in remote_path:
+                    remote_used.add(svc.taas_id)
+        statuses.append(ResourceStatus("tap_flow", f.id, "ERROR" if err else "ACTIVE", err))
+
+    taas_ids = {s.taas_id for s in desired.tap_services}
+    mirror_vlans = assign_mirror_vlans(desired.tap_mirrors, taas_ids)
+    for m in desired.tap_mirrors:
+        src = ports.get(m.port_id)
+        err = None
+        if src is None:
+            err = "port not on this host"
+        elif src.local_vlan is None:
+            err = "port has no local VLAN"
+        else:
+            for d in sorted(m.directions):
+                vlan = mirror_vlans.get((m.id, d))
+                ofport = facts.mirror_ports.get((m.id, d))
+                if vlan is None:
+                    err = "no free local VLAN for the tap mirror"
+                elif ofport is None:
+                    err = f"no {m.mirror_type} port for direction {d}"
+                if err:
+                    break
+            if err is None:
+                for d in sorted(m.directions):
+                    vlan = mirror_vlans[(m.id, d)]
+                    taps.append(_Tap(src.port_id, d in ("OUT", "BOTH"), d in ("IN", "BOTH"),
+                                     vlan, None))
+                    flows[BR_TAP].add(Flow.make(
+                        T.TAP_CLASSIFY, T.PRIO_TAP,
+                        {"in_port": str(facts.tap_patch_int), "dl_vlan": str(vlan)},
+                        f"pop_vlan,{output(facts.mirror_ports[(m.id, d)])}"))
+        statuses.append(ResourceStatus("tap_mirror", m.id, "ERROR" if err else "ACTIVE", err))
+
+    # --- remote paths actually used by a local source -----------------------------------------
+    for t in sorted(remote_used):
+        vni, vx = remote_path[t]
+        flows[BR_TAP].add(Flow.make(
+            T.TAP_CLASSIFY, T.PRIO_TAP, {"in_port": str(facts.tap_patch_int), "dl_vlan": str(t)},
+            output(facts.tap_patch_tun)))
+        flows[BR_TUN].add(Flow.make(
+            T.TUN_CLASSIFY, T.PRIO_TUN, {"in_port": str(facts.tun_patch_tap), "dl_vlan": str(t)},
+            f"pop_vlan,{set_tun_id(vni)},{output(vx)}"))
+
+    # --- br-int: OUT and IN tables --------------------------------------------------------------
+    patch = facts.int_patch_tap
+    out_by_src: dict[str, list[_Tap]] = defaultdict(list)
+    in_by_net: dict[int, list[_Tap]] = defaultdict(list)
+    for tap in taps:
+        p = ports[tap.source]
+        if tap.out:
+            out_by_src[tap.source].append(tap)
+        if tap.in_:
+            in_by_net[p.local_vlan].append(tap)  # type: ignore[index]
+    for pid, group in out_by_src.items():
+        flows[BR_INT].update(_group_flows(
+            T.INT_OUT, T.PRIO_COPY, {"in_port": str(ports[pid].ofport)}, group, patch))
+    for net, group in in_by_net.items():
+        reg = {T.REG_NET: f"{net:#x}"}
+        by_mac: dict[str, list[_Tap]] = defaultdict(list)
+        for tap in group:
+            by_mac[ports[tap.source].mac.lower()].append(tap)
+        for mac, g in by_mac.items():
+            flows[BR_INT].update(_group_flows(
+                T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": mac}, g, patch))
+        # Broadcast/multicast is delivered to every port of the network except the sender.
+        flows[BR_INT].update(_group_flows(
+            T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": MULTICAST}, group, patch))
+        for pid in sorted({t.source for t in group}):
+            others = [t for t in group if t.source != pid]
+            flows[BR_INT].update(_group_flows(
+                T.INT_IN, T.PRIO_IN_EXCLUDE,
+                {**reg, "in_port": str(ports[pid].ofport), "dl_dst": MULTICAST}, others, patch))
+
+    # --- br-int table 0 hooks: send tapped traffic through OUT/IN, then continue ---------------
+    for p in sorted(ports.values(), key=lambda p: p.ofport):
+        steps: list[str] = []
+        if p.local_vlan is not None:
+            steps.append(set_reg(T.REG_NET, p.local_vlan))
+        if p.port_id in out_by_src:
+            steps.append(resubmit(T.INT_OUT))
+        if p.local_vlan in in_by_net:
+            steps.append(resubmit(T.INT_IN))
+        if len(steps) > (p.local_vlan is not None):
+            flows[BR_INT].add(Flow.make(
+                T.INT_CLASSIFY, T.PRIO_HOOK, {"in_port": str(p.ofport)},
+                f"{clone(*steps)},{continuation}"))
+    if facts.int_patch_tun is not None:
+        for net in sorted(in_by_net):
+            # From other hosts frames carry the local VLAN: strip it so the copy is the frame
+            # the VM gets, and take the network context from it.
+            flows[BR_INT].add(Flow.make(
+                T.INT_CLASSIFY, T.PRIO_HOOK,
+                {"in_port": str(facts.int_patch_tun), "dl_vlan": str(net)},
+                f"{clone('pop_vlan', set_reg(T.REG_NET, net), resubmit(T.INT_IN))},{continuation}"))
+
+    return Compiled(
+        flows={b: frozenset(fs) for b, fs in flows.items()},
+        statuses=tuple(statuses),
+        taas_ids=tuple(sorted(used_ids)),
+        mirror_vlans=mirror_vlans,
+    )
+
+
+def compile_flows(
+    desired: DesiredState, ports: Mapping[str, PortLike], facts: BridgeFacts,
+    continuation: str = "NORMAL",
+) -> dict[str, frozenset[Flow]]:
+    """The flows of each bridge ("int", "tap", "tun") for ``desired`` on this host."""
+    return compile_host(desired, ports, facts, continuation=continuation).flows
