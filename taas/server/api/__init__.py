@@ -1,0 +1,1 @@
+"""HTTP layer: auth, envelopes, query parsing, errors. Business rules live in services."""

@@ -1,0 +1,129 @@
+"""Agent-facing API (docs/agent-api.md) and the admin view of agents."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from taas.server.api import views
+from taas.server.api.auth import Caller
+from taas.server.api.common import json_body, list_query, page_links, read, select_fields, write
+from taas.server.db.repositories import RevisionRepository
+from taas.server.services.errors import InvalidInput
+
+router = APIRouter(prefix="/v2.0")
+MAX_WAIT = 60.0
+DEFAULT_WAIT = 30.0
+
+
+def _agents(request: Request) -> Any:
+    return request.app.state.agents
+
+
+@router.put("/taas-agents/{host}")
+async def register(host: str, request: Request, ctx: Caller) -> Any:
+    body = await json_body(request)
+    svc = _agents(request)
+    item = await write(request, lambda uow: views.agent(svc.register(uow, ctx, host, body), True))
+    return {"agent": item}
+
+
+@router.put("/taas-agents/{host}/ports")
+async def set_ports(host: str, request: Request, ctx: Caller) -> Any:
+    body = await json_body(request)
+    svc = _agents(request)
+    def run(uow: Any) -> dict[str, Any]:
+        ports, unknown = svc.set_ports(uow, ctx, host, body)
+        return {"ports": [views.port(p) for p in ports], "unknown": unknown}
+
+    return await write(request, run)
+
+
+def _number(name: str, value: str | None, default: float | None) -> float | None:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {value!r}") from None
+
+
+@router.get("/taas-agents/{host}/desired-state")
+async def desired_state(host: str, request: Request, ctx: Caller) -> Any:
+    """Long-poll: answer when the revision differs from ?revision=, or at the timeout.
+
+    Holds no database connection while waiting: it waits on the notifier's event (set by
+    local commits and by PostgreSQL NOTIFY) and re-reads the revision at least every
+    `revision_poll_interval` seconds as a safety net.
+    """
+    ctx.require_agent()
+    params = request.query_params
+    known = _number("revision", params.get("revision"), None)
+    wait = _number("timeout", params.get("timeout"), DEFAULT_WAIT)
+    assert wait is not None
+    if not 0 <= wait <= MAX_WAIT:
+        raise InvalidInput(f"timeout must be within 0..{MAX_WAIT:g} seconds")
+    notifier = request.app.state.notifier
+    poll = request.app.state.settings.revision_poll_interval
+    deadline = time.monotonic() + wait
+    if known is not None:
+        while True:
+            event = notifier.current()
+            current = await read(request, lambda s: RevisionRepository(s).current())
+            remaining = deadline - time.monotonic()
+            if current != known or remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))
+            except TimeoutError:
+                pass
+    svc = _agents(request)
+    state = await read(request, lambda s: svc.desired_state(s, ctx, host))
+    return {"desired_state": state.to_dict()}
+
+
+@router.put("/taas-agents/{host}/report")
+async def report(host: str, request: Request, ctx: Caller) -> Any:
+    body = await json_body(request)
+    svc = _agents(request)
+    result = await write(request, lambda uow: svc.report(uow, ctx, host, body))
+    return {"report": result}
+
+
+AGENT_FILTERS = {"id": ("id", str), "host": ("host", str)}
+
+
+@router.get("/agents")
+async def list_agents(request: Request, ctx: Caller) -> Any:
+    q = list_query(request, AGENT_FILTERS)
+    svc = _agents(request)
+
+    def run(session: Any) -> Any:
+        rows, more = svc.list_agents(session, ctx, q)
+        return [views.agent(r, svc.is_alive(r)) for r in rows], more
+
+    items, more = await read(request, run)
+    out: dict[str, Any] = {"agents": [select_fields(request, i) for i in items]}
+    out.update(page_links(request, "agents", q, items, more))
+    return out
+
+
+@router.get("/agents/{id_}")
+async def get_agent(id_: str, request: Request, ctx: Caller) -> Any:
+    svc = _agents(request)
+
+    def run(session: Any) -> Any:
+        row = svc.get_agent(session, ctx, id_)
+        return views.agent(row, svc.is_alive(row))
+
+    return {"agent": select_fields(request, await read(request, run))}
+
+
+@router.delete("/agents/{id_}", status_code=204)
+async def delete_agent(id_: str, request: Request, ctx: Caller) -> Response:
+    svc = _agents(request)
+    await write(request, lambda uow: svc.delete_agent(uow, ctx, id_))
+    return Response(status_code=204)

@@ -1,0 +1,60 @@
+"""The FastAPI application: wiring of settings, database, driver, services and routers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from taas.server.api import agents, meta, resources
+from taas.server.api.auth import TokenStore
+from taas.server.api.errors import install_error_handlers
+from taas.server.config import Settings
+from taas.server.db.session import Database
+from taas.server.drivers.base import load_driver
+from taas.server.drivers.notifier import PostgresListener, RevisionNotifier
+from taas.server.services.agents import Agents
+from taas.server.services.inventory import Inventory
+from taas.server.services.tap import TapResources
+
+LOG = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
+    """Build the app; the schema must already be migrated (taas-server does it at start)."""
+    db = Database(settings.db_url)
+    notifier = RevisionNotifier()
+    driver = load_driver(settings, notifier, db.is_postgres)
+    taps = TapResources(settings, driver)
+    listener = PostgresListener(settings.db_url, notifier) if db.is_postgres else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        notifier.bind(asyncio.get_running_loop())
+        if listener:
+            listener.start()
+        try:
+            yield
+        finally:
+            if listener:
+                listener.stop()
+            db.dispose()
+
+    app = FastAPI(title="taas-server", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.notifier = notifier
+    app.state.driver = driver
+    app.state.tokens = tokens or TokenStore.from_file(settings.tokens_file)
+    app.state.taps = taps
+    app.state.inventory = Inventory(settings, driver, taps)
+    app.state.agents = Agents(settings, driver)
+    install_error_handlers(app)
+    app.include_router(meta.router)
+    app.include_router(resources.build_router())
+    app.include_router(agents.router)
+    return app

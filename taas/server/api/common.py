@@ -1,0 +1,162 @@
+"""Request plumbing shared by the routers: bodies, list queries, pagination, threadpool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from taas.server.db.repositories import ListQuery
+from taas.server.db.session import Database, UnitOfWork
+from taas.server.services.errors import BadRequest, InvalidInput
+
+T = TypeVar("T")
+RESERVED = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"}
+MAX_BODY = 1024 * 1024
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON document, or 400 saying what is wrong with it."""
+    ctype = request.headers.get("content-type", "")
+    if ctype and ctype.split(";")[0].strip().lower() != "application/json":
+        raise BadRequest(f"Unsupported content type {ctype!r}: send application/json")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest("Request body too large")
+    if not raw.strip():
+        raise BadRequest("Request body is empty: a JSON object is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Malformed JSON in request body: {exc}") from None
+
+
+def unwrap(body: Any, singular: str, plural: str | None = None) -> tuple[Any, bool]:
+    """The resource(s) inside Neutron's envelope; (value, is_bulk)."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object with key '{singular}'")
+    keys = set(body)
+    if keys == {singular}:
+        return body[singular], False
+    if plural and keys == {plural}:
+        items = body[plural]
+        if not isinstance(items, list) or not items:
+            raise BadRequest(f"'{plural}' must be a non-empty list")
+        return items, True
+    expected = f"'{singular}'" + (f" or '{plural}'" if plural else "")
+    raise BadRequest(f"Request body must have exactly one key, {expected}; got {sorted(keys)}")
+
+
+async def read(request: Request, fn: Callable[[Any], T]) -> T:
+    """Run `fn(session)` on a read session in the threadpool."""
+    db: Database = request.app.state.db
+
+    def run() -> T:
+        with db.read() as session:
+            return fn(session)
+
+    return await run_in_threadpool(run)
+
+
+async def write(request: Request, fn: Callable[[UnitOfWork], T]) -> T:
+    """Run `fn(uow)` in a committed unit of work in the threadpool."""
+    db: Database = request.app.state.db
+
+    def run() -> T:
+        with db.write() as uow:
+            return fn(uow)
+
+    return await run_in_threadpool(run)
+
+
+Converter = Callable[[str], Any]
+
+
+def to_bool(value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidInput(f"{value!r} is not a boolean")
+
+
+def to_int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not an integer") from None
+
+
+def host_filter(value: str) -> str | None:
+    return value or None
+
+
+def list_query(request: Request, filters: dict[str, tuple[str, Converter]]) -> ListQuery:
+    """Filters (repeated = OR), sort and page from the query string; unknown names ignored."""
+    q = ListQuery()
+    params = request.query_params
+    for name, value in params.multi_items():
+        if name in RESERVED or name not in filters:
+            continue
+        column, convert = filters[name]
+        try:
+            q.filters.setdefault(column, []).append(convert(value))
+        except InvalidInput as exc:
+            raise InvalidInput(f"filter {name}: {exc.message}") from None
+    keys = params.getlist("sort_key")
+    dirs = params.getlist("sort_dir")
+    if dirs and len(dirs) != len(keys):
+        raise InvalidInput("sort_key and sort_dir must come in pairs")
+    for i, key in enumerate(keys):
+        if key not in filters and key != "created_at":
+            raise InvalidInput(f"{key!r} is not a sort key; use one of {sorted(filters)}")
+        direction = dirs[i] if dirs else "asc"
+        if direction not in ("asc", "desc"):
+            raise InvalidInput(f"sort_dir must be asc or desc, got {direction!r}")
+        column = filters[key][0] if key in filters else key
+        q.sort.append((column, direction))
+    if "limit" in params:
+        limit = to_int(params["limit"])
+        if limit < 0:
+            raise InvalidInput("limit must not be negative")
+        q.limit = limit or None
+    q.marker = params.get("marker") or None
+    q.page_reverse = to_bool(params.get("page_reverse", "false"))
+    return q
+
+
+def select_fields(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+    wanted = [f for f in request.query_params.getlist("fields") if f]
+    if not wanted:
+        return item
+    return {k: v for k, v in item.items() if k in wanted}
+
+
+def page_links(
+    request: Request, plural: str, q: ListQuery, items: list[dict[str, Any]], more: bool
+) -> dict[str, Any]:
+    """Neutron's `<plural>_links` (next/previous) when paging with limit."""
+    if q.limit is None or not items:
+        return {}
+    base = str(request.url).split("?")[0]
+    keep = [(k, v) for k, v in request.query_params.multi_items()
+            if k not in ("marker", "page_reverse")]
+
+    def href(marker: str, reverse: bool) -> str:
+        from urllib.parse import urlencode
+
+        query = keep + [("marker", marker)] + ([("page_reverse", "True")] if reverse else [])
+        return f"{base}?{urlencode(query)}"
+
+    links = []
+    first, last = items[0]["id"], items[-1]["id"]
+    has_next = more if not q.page_reverse else q.marker is not None
+    has_prev = q.marker is not None if not q.page_reverse else more
+    if has_next:
+        links.append({"rel": "next", "href": href(last, False)})
+    if has_prev:
+        links.append({"rel": "previous", "href": href(first, True)})
+    return {f"{plural}_links": links} if links else {}

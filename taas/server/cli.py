@@ -1,0 +1,98 @@
+"""taas-server: run the API (migrating the schema first), or `taas-server db upgrade`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from taas.server.config import (
+    DEFAULT_DB_URL,
+    ConfigError,
+    Settings,
+    build_settings,
+    read_config_file,
+)
+
+LOG = logging.getLogger("taas.server")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="taas-server",
+        description="Tap-as-a-Service API server (Neutron TaaS wire format).",
+        epilog="Settings come from defaults, then --config, then the command line. The config "
+        "file (YAML, JSON, or INI with a [taas] section) may also set vlan_range_start "
+        "(3900), vlan_range_end (4000), tunnel_key_base (16000000), agent_down_time (30), "
+        "service_driver and revision_poll_interval (1.0). "
+        "`taas-server db upgrade` only creates/migrates the schema.",
+    )
+    p.add_argument("--config", metavar="FILE", help="settings file (YAML, JSON or INI)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 9696)")
+    p.add_argument("--db-url", help=f"SQLAlchemy URL (default {DEFAULT_DB_URL}; PostgreSQL: "
+                   "postgresql+psycopg://user:pw@host/db)")
+    p.add_argument("--tokens-file", metavar="FILE",
+                   help='JSON {"tokens": {"<token>": {"project_id": "...", "roles": [...]}}}')
+    p.add_argument("--vlan-range-start", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--vlan-range-end", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--log-level", help="debug, info, warning (default info)")
+    p.add_argument("command", nargs="*", help="optional: `db upgrade`")
+    return p
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    file_values = read_config_file(args.config) if args.config else {}
+    overrides = {
+        "host": args.host, "port": args.port, "db_url": args.db_url,
+        "tokens_file": args.tokens_file, "vlan_range_start": args.vlan_range_start,
+        "vlan_range_end": args.vlan_range_end, "log_level": args.log_level,
+    }
+    return build_settings(file_values, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command not in ([], ["db", "upgrade"]):
+        print(f"taas-server: unknown command {' '.join(args.command)!r}", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args)
+    except ConfigError as exc:
+        print(f"taas-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    from taas.server.db.migrations import upgrade
+    from taas.server.db.session import Database
+
+    db = Database(settings.db_url)
+    try:
+        upgrade(db.engine)
+    except Exception as exc:  # noqa: BLE001 - a clear message beats a traceback here
+        print(f"taas-server: cannot migrate database {settings.db_url}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    if args.command:
+        LOG.info("database %s is at the latest schema", settings.db_url)
+        return 0
+
+    import uvicorn
+
+    from taas.server.api.app import create_app
+
+    try:
+        app = create_app(settings)
+    except (ConfigError, ImportError, TypeError, AttributeError) as exc:
+        print(f"taas-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    LOG.info("taas-server listening on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

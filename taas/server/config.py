@@ -1,0 +1,113 @@
+"""taas-server settings: defaults, config file (YAML, JSON or INI) and validation."""
+
+from __future__ import annotations
+
+import configparser
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or out of range."""
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9696
+    db_url: str = DEFAULT_DB_URL
+    tokens_file: str | None = None
+    vlan_range_start: int = 3900
+    vlan_range_end: int = 4000
+    tunnel_key_base: int = 16_000_000
+    agent_down_time: int = 30
+    # "module:Class" of the service driver; the default computes hosts' desired states.
+    service_driver: str = "taas.server.drivers.default:DefaultDriver"
+    # Seconds between revision polls when PostgreSQL LISTEN/NOTIFY is unavailable.
+    revision_poll_interval: float = 1.0
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if not (1 <= self.vlan_range_start < self.vlan_range_end <= 4095):
+            raise ConfigError(
+                f"vlan_range_start/vlan_range_end must satisfy 1 <= start < end <= 4095, got "
+                f"{self.vlan_range_start}..{self.vlan_range_end}"
+            )
+        if not (0 < self.tunnel_key_base and self.tunnel_key_base + 4095 < 2**24):
+            raise ConfigError("tunnel_key_base must keep tunnel_key_base + 4095 below 2**24")
+        if self.agent_down_time <= 0:
+            raise ConfigError("agent_down_time must be positive")
+        if not (0 < self.port < 65536):
+            raise ConfigError(f"port must be 1..65535, got {self.port}")
+
+    @property
+    def taas_vni_range(self) -> range:
+        """Tunnel keys reserved for tap services; tenant networks may not use them."""
+        return range(
+            self.tunnel_key_base + self.vlan_range_start, self.tunnel_key_base + self.vlan_range_end
+        )
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if value is None:
+            return None
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({kind} expected)") from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Settings from a YAML, JSON or INI file (INI: section [taas] or [DEFAULT])."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    data: Any
+    if p.suffix in (".ini", ".conf", ".cfg"):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read_string(text)
+        except configparser.Error as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        data = dict(parser["taas"]) if parser.has_section("taas") else dict(parser.defaults())
+    else:
+        try:
+            data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_settings(file_values: dict[str, Any], overrides: dict[str, Any]) -> Settings:
+    """Defaults <- config file <- command line (None means not given); validated."""
+    merged: dict[str, Any] = {}
+    for source in (file_values, {k: v for k, v in overrides.items() if v is not None}):
+        for name, value in source.items():
+            if name not in _FIELD_TYPES:
+                raise ConfigError(f"unknown setting {name!r}")
+            merged[name] = _coerce(name, value)
+    settings = Settings(**merged)
+    settings.validate()
+    return settings

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, repositories (all SQL), engine/session, migrations."""

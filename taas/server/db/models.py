@@ -1,0 +1,131 @@
+"""SQLAlchemy 2 models of taas-server's tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Revision(Base):
+    """One row: the revision of every host's desired state (shared by replicas)."""
+
+    __tablename__ = "revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class Network(Base):
+    __tablename__ = "networks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    segmentation_id: Mapped[int] = mapped_column(Integer, unique=True)
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Port(Base):
+    __tablename__ = "ports"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    mac_address: Mapped[str] = mapped_column(String(17))
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    device_owner: Mapped[str] = mapped_column(String(255), default="")
+    device_id: Mapped[str] = mapped_column(String(255), default="")
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    fixed_ips: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    __table_args__ = (UniqueConstraint("network_id", "mac_address", name="uq_port_net_mac"),)
+
+
+class TapService(Base):
+    __tablename__ = "tap_services"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    # No foreign key to ports: a row may outlive its port while agents confirm deletion.
+    port_id: Mapped[str] = mapped_column(String(36), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    # Unique: the arbiter of concurrent allocations on every database.
+    taas_id: Mapped[int] = mapped_column(Integer, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TapFlow(Base):
+    __tablename__ = "tap_flows"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    tap_service_id: Mapped[str] = mapped_column(
+        ForeignKey("tap_services.id", ondelete="CASCADE"), index=True
+    )
+    source_port: Mapped[str] = mapped_column(String(36), index=True)
+    direction: Mapped[str] = mapped_column(String(4))
+    vlan_filter: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TapMirror(Base):
+    __tablename__ = "tap_mirrors"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    port_id: Mapped[str] = mapped_column(String(36), index=True)
+    directions: Mapped[dict] = mapped_column(JSON)
+    remote_ip: Mapped[str] = mapped_column(String(64))
+    mirror_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TapMirrorTunnel(Base):
+    """One row per tunnel key a mirror uses: the unique key enforces conflicts globally."""
+
+    __tablename__ = "tap_mirror_tunnels"
+    tunnel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tap_mirror_id: Mapped[str] = mapped_column(
+        ForeignKey("tap_mirrors.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), unique=True)
+    tunnel_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    reported_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class HeldResource(Base):
+    """A resource an agent's last report says it holds on its host."""
+
+    __tablename__ = "agent_held_resources"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+
+
+class HeldTaasId(Base):
+    """A taas_id an agent's last report found in its host's flows."""
+
+    __tablename__ = "agent_held_taas_ids"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    taas_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)

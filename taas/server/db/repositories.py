@@ -1,0 +1,272 @@
+"""Repositories: every SQL statement of taas-server lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from taas.server.db.models import (
+    Agent,
+    Base,
+    HeldResource,
+    HeldTaasId,
+    Network,
+    Port,
+    Revision,
+    TapFlow,
+    TapMirror,
+    TapMirrorTunnel,
+    TapService,
+)
+
+M = TypeVar("M", bound=Base)
+
+
+@dataclass
+class ListQuery:
+    """Filters, sort and page of a list request, already validated against the columns."""
+
+    filters: dict[str, list[Any]] = field(default_factory=dict)
+    project_id: str | None = None  # restrict to one project (non-admin callers)
+    sort: list[tuple[str, str]] = field(default_factory=list)  # (column, "asc"|"desc")
+    limit: int | None = None
+    marker: str | None = None
+    page_reverse: bool = False
+
+
+class Repository(Generic[M]):
+    model: type[M]
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, id_: str) -> M | None:
+        return self.session.get(self.model, id_)
+
+    def add(self, obj: M) -> M:
+        self.session.add(obj)
+        self.session.flush()
+        return obj
+
+    def remove(self, obj: M) -> None:
+        self.session.delete(obj)
+        self.session.flush()
+
+    def list(self, q: ListQuery) -> tuple[list[M], bool]:
+        """One page of rows and whether more rows follow it in the paging direction."""
+        stmt = select(self.model)
+        for column, values in q.filters.items():
+            col = getattr(self.model, column)
+            non_null = [v for v in values if v is not None]
+            conds = [col.in_(non_null)] if non_null else []
+            if len(non_null) != len(values):
+                conds.append(col.is_(None))
+            stmt = stmt.where(or_(*conds))
+        if q.project_id is not None:
+            stmt = stmt.where(self.model.project_id == q.project_id)  # type: ignore[attr-defined]
+        sort = list(q.sort) or [("created_at", "asc")]
+        if "id" not in [c for c, _ in sort]:
+            sort.append(("id", "asc"))
+        for column, direction in sort:
+            col = getattr(self.model, column)
+            reverse = (direction == "desc") != q.page_reverse
+            stmt = stmt.order_by(col.desc() if reverse else col.asc())
+        rows = list(self.session.scalars(stmt))
+        if q.marker is not None:
+            ids = [r.id for r in rows]  # type: ignore[attr-defined]
+            rows = rows[ids.index(q.marker) + 1 :] if q.marker in ids else []
+        more = False
+        if q.limit is not None and len(rows) > q.limit:
+            rows, more = rows[: q.limit], True
+        if q.page_reverse:
+            rows.reverse()
+        return rows, more
+
+
+class NetworkRepository(Repository[Network]):
+    model = Network
+
+    def segmentation_ids(self) -> set[int]:
+        return set(self.session.scalars(select(Network.segmentation_id)))
+
+    def by_segmentation_id(self, seg: int) -> Network | None:
+        return self.session.scalars(select(Network).where(Network.segmentation_id == seg)).first()
+
+    def has_ports(self, network_id: str) -> bool:
+        return self.session.scalar(
+            select(func.count()).select_from(Port).where(Port.network_id == network_id)
+        ) > 0
+
+
+class PortRepository(Repository[Port]):
+    model = Port
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Port]:
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        return {p.id: p for p in self.session.scalars(select(Port).where(Port.id.in_(ids)))}
+
+    def mac_in_use(self, network_id: str, mac: str) -> bool:
+        stmt = select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac)
+        return self.session.scalars(stmt).first() is not None
+
+    def bound_to(self, host: str) -> list[Port]:
+        return list(self.session.scalars(select(Port).where(Port.host == host)))
+
+    def set_host(self, port_ids: Iterable[str], host: str | None) -> None:
+        ids = list(port_ids)
+        if ids:
+            self.session.execute(update(Port).where(Port.id.in_(ids)).values(host=host))
+
+    def clear_host(self, host: str) -> None:
+        self.session.execute(update(Port).where(Port.host == host).values(host=None))
+
+
+class TapServiceRepository(Repository[TapService]):
+    model = TapService
+
+    def all(self) -> list[TapService]:
+        return list(self.session.scalars(select(TapService)))
+
+    def using_port(self, port_id: str) -> list[TapService]:
+        return list(self.session.scalars(select(TapService).where(TapService.port_id == port_id)))
+
+    def active_for_port(self, port_id: str) -> TapService | None:
+        stmt = select(TapService).where(
+            TapService.port_id == port_id, TapService.status != "PENDING_DELETE"
+        )
+        return self.session.scalars(stmt).first()
+
+    def used_taas_ids(self) -> set[int]:
+        rows = self.session.scalars(select(TapService.taas_id))
+        held = self.session.scalars(select(HeldTaasId.taas_id))
+        return set(rows) | set(held)
+
+    def insert_with_taas_id(self, obj: TapService) -> bool:
+        """Insert inside a savepoint; False when the taas_id was taken concurrently."""
+        try:
+            with self.session.begin_nested():
+                self.session.add(obj)
+                self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+
+class TapFlowRepository(Repository[TapFlow]):
+    model = TapFlow
+
+    def all(self) -> list[TapFlow]:
+        return list(self.session.scalars(select(TapFlow)))
+
+    def of_service(self, tap_service_id: str) -> list[TapFlow]:
+        stmt = select(TapFlow).where(TapFlow.tap_service_id == tap_service_id)
+        return list(self.session.scalars(stmt))
+
+    def with_source(self, port_id: str) -> list[TapFlow]:
+        return list(self.session.scalars(select(TapFlow).where(TapFlow.source_port == port_id)))
+
+    def find_pair(self, source_port: str, tap_service_id: str) -> TapFlow | None:
+        stmt = select(TapFlow).where(
+            TapFlow.source_port == source_port,
+            TapFlow.tap_service_id == tap_service_id,
+            TapFlow.status != "PENDING_DELETE",
+        )
+        return self.session.scalars(stmt).first()
+
+
+class TapMirrorRepository(Repository[TapMirror]):
+    model = TapMirror
+
+    def all(self) -> list[TapMirror]:
+        return list(self.session.scalars(select(TapMirror)))
+
+    def using_port(self, port_id: str) -> list[TapMirror]:
+        return list(self.session.scalars(select(TapMirror).where(TapMirror.port_id == port_id)))
+
+    def tunnels_in_use(self, tunnel_ids: Sequence[int]) -> list[int]:
+        stmt = select(TapMirrorTunnel.tunnel_id).where(TapMirrorTunnel.tunnel_id.in_(tunnel_ids))
+        return list(self.session.scalars(stmt))
+
+    def add_tunnels(self, mirror_id: str, tunnel_ids: Iterable[int]) -> bool:
+        """Claim tunnel keys; False when another mirror claimed one concurrently."""
+        try:
+            with self.session.begin_nested():
+                for t in tunnel_ids:
+                    self.session.add(TapMirrorTunnel(tunnel_id=t, tap_mirror_id=mirror_id))
+                self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def remove_tunnels(self, mirror_id: str) -> None:
+        self.session.execute(
+            delete(TapMirrorTunnel).where(TapMirrorTunnel.tap_mirror_id == mirror_id)
+        )
+
+
+class AgentRepository(Repository[Agent]):
+    model = Agent
+
+    def by_host(self, host: str) -> Agent | None:
+        return self.session.scalars(select(Agent).where(Agent.host == host)).first()
+
+    def tunnel_ips(self, hosts: Iterable[str]) -> dict[str, str | None]:
+        hosts = list(set(hosts))
+        if not hosts:
+            return {}
+        stmt = select(Agent.host, Agent.tunnel_ip).where(Agent.host.in_(hosts))
+        return {h: ip for h, ip in self.session.execute(stmt)}
+
+    def replace_report(
+        self, host: str, resources: list[tuple[str, str, str, str | None]], taas_ids: set[int]
+    ) -> None:
+        self.forget_holdings(host)
+        for kind, rid, status, reason in resources:
+            self.session.add(
+                HeldResource(host=host, kind=kind, resource_id=rid, status=status, reason=reason)
+            )
+        for tid in taas_ids:
+            self.session.add(HeldTaasId(host=host, taas_id=tid))
+        self.session.flush()
+
+    def forget_holdings(self, host: str) -> None:
+        self.session.execute(delete(HeldResource).where(HeldResource.host == host))
+        self.session.execute(delete(HeldTaasId).where(HeldTaasId.host == host))
+
+    def holdings(self, kind: str | None = None) -> list[HeldResource]:
+        stmt = select(HeldResource)
+        if kind:
+            stmt = stmt.where(HeldResource.kind == kind)
+        return list(self.session.scalars(stmt))
+
+    def is_held(self, kind: str, resource_id: str) -> bool:
+        stmt = select(HeldResource.host).where(
+            HeldResource.kind == kind, HeldResource.resource_id == resource_id
+        )
+        return self.session.scalars(stmt).first() is not None
+
+
+class RevisionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def current(self) -> int:
+        return int(self.session.scalar(select(Revision.value).where(Revision.id == 1)) or 0)
+
+    def bump(self, notify_channel: str | None = None) -> int:
+        """Increment the shared revision; on PostgreSQL also NOTIFY (delivered at commit)."""
+        stmt = update(Revision).where(Revision.id == 1).values(value=Revision.value + 1)
+        self.session.execute(stmt)
+        value = self.current()
+        if notify_channel:
+            self.session.execute(
+                text("SELECT pg_notify(:ch, :val)"), {"ch": notify_channel, "val": str(value)}
+            )
+        return value

@@ -1,0 +1,1 @@
+"""Service drivers: hooks around every tap resource change (precommit / postcommit)."""

@@ -1,0 +1,1 @@
+"""Business rules of taas-server (the "plugin"): no HTTP, never commits."""

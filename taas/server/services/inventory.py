@@ -1,0 +1,165 @@
+"""The built-in port inventory: Neutron-compatible networks and ports (admin-writable)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from taas.server.config import Settings
+from taas.server.db.models import Network, Port
+from taas.server.db.repositories import ListQuery, NetworkRepository, PortRepository
+from taas.server.db.session import UnitOfWork
+from taas.server.drivers.base import DriverContext, ServiceDriver
+from taas.server.services import errors, lifecycle, validation
+from taas.server.services.context import Context
+from taas.server.services.tap import TapResources, now
+
+FIRST_SEGMENTATION_ID = 1000
+MAX_VNI = 2**24 - 1
+
+
+class Inventory:
+    def __init__(self, settings: Settings, driver: ServiceDriver, taps: TapResources) -> None:
+        self.settings = settings
+        self.driver = driver
+        self.taps = taps
+
+    def _changed(self, uow: UnitOfWork, kind: str, row: Any) -> None:
+        """Ports feed desired states (MAC, network, host): bump the revision."""
+        self.driver.state_changed_precommit(DriverContext(kind, row, uow.session))
+        uow.after_commit(lambda: self.driver.state_changed_postcommit(DriverContext(kind, row)))
+
+    # ---- networks -------------------------------------------------------------------
+
+    def create_network(self, uow: UnitOfWork, ctx: Context, body: Any) -> Network:
+        ctx.require_admin()
+        attrs = validation.check_body(validation.NETWORK, body, resource="network")
+        project = ctx.target_project(attrs)
+        repo = NetworkRepository(uow.session)
+        net_id = attrs.get("id") or str(uuid.uuid4())
+        if repo.get(net_id) is not None:
+            raise errors.IdInUse(f"Network {net_id} already exists")
+        taas_range = self.settings.taas_vni_range
+        seg = attrs.get("provider:segmentation_id")
+        if seg is not None:
+            if seg in taas_range:
+                raise errors.SegmentationIdConflict(
+                    f"Segmentation id {seg} is reserved for tap services "
+                    f"({taas_range.start}..{taas_range.stop - 1})"
+                )
+            if repo.by_segmentation_id(seg) is not None:
+                raise errors.SegmentationIdConflict(f"Segmentation id {seg} is already in use")
+        else:
+            used = repo.segmentation_ids()
+            seg = next(
+                (v for v in range(FIRST_SEGMENTATION_ID, MAX_VNI + 1)
+                 if v not in used and v not in taas_range),
+                None,
+            )
+            if seg is None:
+                raise errors.SegmentationIdConflict("No free segmentation id left")
+        row = Network(
+            id=net_id, project_id=project, name=attrs["name"], description=attrs["description"],
+            segmentation_id=seg, admin_state_up=attrs["admin_state_up"], created_at=now(),
+        )
+        repo.add(row)
+        return row
+
+    def get_network(self, session: Session, ctx: Context, id_: str) -> Network:
+        ctx.require_read()
+        row = NetworkRepository(session).get(id_)
+        if row is None or not ctx.sees(row.project_id):
+            raise errors.NetworkNotFound(f"Network {id_} could not be found")
+        return row
+
+    def list_networks(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
+        ctx.require_read()
+        if not ctx.is_admin:
+            q.project_id = ctx.project_id
+        return NetworkRepository(session).list(q)
+
+    def update_network(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Network:
+        row = self.get_network(uow.session, ctx, id_)
+        ctx.require_admin()
+        attrs = validation.check_body(validation.NETWORK, body, update=True, resource="network")
+        for key, value in attrs.items():
+            setattr(row, key, value)
+        uow.session.flush()
+        return row
+
+    def delete_network(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
+        row = self.get_network(uow.session, ctx, id_)
+        ctx.require_admin()
+        repo = NetworkRepository(uow.session)
+        if repo.has_ports(row.id):
+            raise errors.NetworkInUse(f"Network {row.id} still has ports")
+        repo.remove(row)
+
+    # ---- ports ----------------------------------------------------------------------
+
+    def create_port(self, uow: UnitOfWork, ctx: Context, body: Any) -> Port:
+        ctx.require_admin()
+        attrs = validation.check_body(validation.PORT, body, resource="port")
+        session = uow.session
+        network = NetworkRepository(session).get(attrs["network_id"])
+        if network is None:
+            raise errors.NetworkNotFound(f"Network {attrs['network_id']} could not be found")
+        # An admin registering a VM's port without naming a project means the network's.
+        named = attrs.get("project_id") or attrs.get("tenant_id")
+        project = ctx.target_project(attrs) if named else network.project_id
+        repo = PortRepository(session)
+        port_id = attrs.get("id") or str(uuid.uuid4())
+        if repo.get(port_id) is not None:
+            raise errors.IdInUse(f"Port {port_id} already exists")
+        mac = attrs.get("mac_address")
+        if mac is not None and repo.mac_in_use(network.id, mac):
+            raise errors.MacAddressInUse(f"MAC address {mac} is in use on network {network.id}")
+        while mac is None:
+            candidate = "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+            if not repo.mac_in_use(network.id, candidate):
+                mac = candidate
+        row = Port(
+            id=port_id, project_id=project, network_id=network.id, name=attrs["name"],
+            description=attrs["description"], mac_address=mac, host=attrs.get("binding:host_id"),
+            device_owner=attrs["device_owner"], device_id=attrs["device_id"],
+            admin_state_up=attrs["admin_state_up"], fixed_ips=list(attrs["fixed_ips"]),
+            created_at=now(),
+        )
+        repo.add(row)
+        self._changed(uow, "port", row)
+        return row
+
+    def get_port(self, session: Session, ctx: Context, id_: str) -> Port:
+        ctx.require_read()
+        row = PortRepository(session).get(id_)
+        if row is None or not ctx.sees(row.project_id):
+            raise errors.PortNotFound(f"Port {id_} could not be found")
+        return row
+
+    def list_ports(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
+        ctx.require_read()
+        if not ctx.is_admin:
+            q.project_id = ctx.project_id
+        return PortRepository(session).list(q)
+
+    def update_port(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Port:
+        row = self.get_port(uow.session, ctx, id_)
+        ctx.require_admin()
+        attrs = validation.check_body(validation.PORT, body, update=True, resource="port")
+        for key, value in attrs.items():
+            setattr(row, "host" if key == "binding:host_id" else key, value)
+        uow.session.flush()
+        if "binding:host_id" in attrs:
+            lifecycle.refresh(uow.session)
+        self._changed(uow, "port", row)
+        return row
+
+    def delete_port(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
+        row = self.get_port(uow.session, ctx, id_)
+        ctx.require_admin()
+        self.taps.delete_port_users(uow, row.id)
+        PortRepository(uow.session).remove(row)
+        self._changed(uow, "port", row)

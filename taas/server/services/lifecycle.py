@@ -1,0 +1,72 @@
+"""Status of tap resources from agents' reports, and removal of confirmed deletions."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from taas.server.db.repositories import (
+    AgentRepository,
+    PortRepository,
+    TapFlowRepository,
+    TapMirrorRepository,
+    TapServiceRepository,
+)
+
+PENDING_DELETE = "PENDING_DELETE"
+
+
+def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
+    """ERROR if any host reports ERROR; ACTIVE if every involved host (all bound) reports
+    ACTIVE; DOWN otherwise."""
+    if "ERROR" in reported.values():
+        return "ERROR"
+    if hosts and None not in hosts and all(reported.get(h) == "ACTIVE" for h in hosts if h):
+        return "ACTIVE"
+    return "DOWN"
+
+
+def refresh(session: Session) -> None:
+    """Recompute statuses, then delete PENDING_DELETE rows that no host holds any more."""
+    held: dict[tuple[str, str], dict[str, str]] = {}
+    for h in AgentRepository(session).holdings():
+        held.setdefault((h.kind, h.resource_id), {})[h.host] = h.status
+    services_repo = TapServiceRepository(session)
+    flows_repo = TapFlowRepository(session)
+    mirrors_repo = TapMirrorRepository(session)
+    services = services_repo.all()
+    flows = flows_repo.all()
+    mirrors = mirrors_repo.all()
+    named = [s.port_id for s in services] + [f.source_port for f in flows]
+    ports = PortRepository(session).get_many(named + [m.port_id for m in mirrors])
+    by_id = {s.id: s for s in services}
+
+    def host(port_id: str) -> str | None:
+        port = ports.get(port_id)
+        return port.host if port else None
+
+    def update(row, kind: str, hosts: list[str | None]) -> None:  # type: ignore[no-untyped-def]
+        if row.status == PENDING_DELETE:
+            return
+        status = aggregate_status(hosts, held.get((kind, row.id), {}))
+        if status != row.status:
+            row.status = status
+
+    for s in services:
+        update(s, "tap_service", [host(s.port_id)])
+    for f in flows:
+        update(f, "tap_flow", [host(f.source_port), host(by_id[f.tap_service_id].port_id)])
+    for m in mirrors:
+        update(m, "tap_mirror", [host(m.port_id)])
+    session.flush()
+
+    for f in flows:
+        if f.status == PENDING_DELETE and ("tap_flow", f.id) not in held:
+            flows_repo.remove(f)
+    remaining = {f.tap_service_id for f in flows_repo.all()}
+    for s in services:
+        if s.status == PENDING_DELETE and ("tap_service", s.id) not in held \
+                and s.id not in remaining:
+            services_repo.remove(s)
+    for m in mirrors:
+        if m.status == PENDING_DELETE and ("tap_mirror", m.id) not in held:
+            mirrors_repo.remove(m)

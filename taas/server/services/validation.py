@@ -1,0 +1,253 @@
+"""Validation of request attributes: pure functions, InvalidInput on bad input."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taas.server.services.errors import InvalidInput
+
+Validator = Callable[[str, Any], Any]
+
+_VLAN_FILTER_RE = re.compile(r"^([0-9]+(-[0-9]+)?)(,([0-9]+(-[0-9]+)?))*$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAX_TUNNEL_ID = 2**32 - 1
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def string(max_len: int) -> Validator:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise InvalidInput(f"'{name}' must be a string, got {_type_name(value)}")
+        if len(value) > max_len:
+            raise InvalidInput(f"'{name}' is longer than {max_len} characters")
+        return value
+
+    return check
+
+
+def uuid_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a UUID string, got {_type_name(value)}")
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(f"'{value}' is not a valid UUID ({name})") from None
+    if len(value) != 36:
+        raise InvalidInput(f"'{value}' is not a valid UUID ({name}): use the 36-character form")
+    return value.lower()
+
+
+def boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidInput(f"'{name}' must be a boolean, got {_type_name(value)}")
+
+
+def one_of(*choices: str) -> Validator:
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            raise InvalidInput(f"'{name}' must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def integer(low: int, high: int) -> Validator:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise InvalidInput(f"'{name}' must be an integer, got {_type_name(value)}")
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidInput(f"'{name}' must be an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise InvalidInput(f"'{name}' must be in {low}..{high}, got {number}")
+        return number
+
+    return check
+
+
+def vlan_filter(name: str, value: Any) -> str | None:
+    """The original's syntax ("10-20,30"), plus what it lacks: ids 0..4094 and low <= high."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a string like '10-20,30', got {_type_name(value)}")
+    if not _VLAN_FILTER_RE.fullmatch(value):
+        raise InvalidInput(f"'{name}' {value!r} is not VLAN ids and ranges like '10-20,30'")
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        lo, hi = int(low), int(high or low)
+        if hi > 4094:
+            raise InvalidInput(f"'{name}': VLAN id {hi} is outside 0..4094")
+        if lo > hi:
+            raise InvalidInput(f"'{name}': range {part} has its low end above its high end")
+    return value
+
+
+def parse_vlan_filter(value: str) -> list[tuple[int, int]]:
+    """'10-20,30' -> [(10, 20), (30, 30)]; the value is assumed valid."""
+    out = []
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        out.append((int(low), int(high or low)))
+    return out
+
+
+def directions(name: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not value:
+        raise InvalidInput(
+            f"'{name}' must be a non-empty object like {{\"IN\": 101, \"OUT\": 102}}"
+        )
+    out: dict[str, int] = {}
+    for key, tunnel in value.items():
+        if key not in ("IN", "OUT", "BOTH"):
+            raise InvalidInput(f"'{name}': key {key!r} is not one of IN, OUT, BOTH")
+        out[key] = integer(0, MAX_TUNNEL_ID)(f"{name}.{key}", tunnel)
+    if len(set(out.values())) != len(out):
+        raise InvalidInput(f"'{name}': each direction needs its own tunnel id")
+    return out
+
+
+def ip_address(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be an IP address string, got {_type_name(value)}")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidInput(f"'{value}' is not a valid IPv4 or IPv6 address ({name})") from None
+
+
+def mac_address(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
+        raise InvalidInput(f"'{name}' must be a MAC address like fa:16:3e:00:00:01")
+    return value.lower()
+
+
+def fixed_ips(name: str, value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"'{name}' must be a list")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"ip_address", "subnet_id"}:
+            raise InvalidInput(f"'{name}' items must be objects with ip_address/subnet_id")
+        entry = {}
+        if "ip_address" in item:
+            entry["ip_address"] = ip_address(f"{name}.ip_address", item["ip_address"])
+        if "subnet_id" in item:
+            entry["subnet_id"] = string(36)(f"{name}.subnet_id", item["subnet_id"])
+        out.append(entry)
+    return out
+
+
+def nullable(inner: Validator) -> Validator:
+    def check(name: str, value: Any) -> Any:
+        return None if value is None else inner(name, value)
+
+    return check
+
+
+@dataclass(frozen=True)
+class Attr:
+    validate: Validator
+    post: bool = True
+    put: bool = False
+    required: bool = False
+    default: Any = None
+
+
+NAME = Attr(string(255), put=True, default="")
+DESCRIPTION = Attr(string(1024), put=True, default="")
+PROJECT = Attr(string(255))
+
+TAP_SERVICE = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "port_id": Attr(uuid_str, required=True),
+}
+TAP_FLOW = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "tap_service_id": Attr(uuid_str, required=True),
+    "source_port": Attr(uuid_str, required=True),
+    "direction": Attr(one_of("IN", "OUT", "BOTH"), required=True),
+    "vlan_filter": Attr(vlan_filter),
+}
+TAP_MIRROR = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "port_id": Attr(uuid_str, required=True),
+    "directions": Attr(directions, required=True),
+    "remote_ip": Attr(ip_address, required=True),
+    "mirror_type": Attr(one_of("gre", "erspanv1"), required=True),
+}
+NETWORK = {
+    "id": Attr(uuid_str),
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "admin_state_up": Attr(boolean, put=True, default=True),
+    "shared": Attr(one_of(False), default=False),  # type: ignore[arg-type]
+    "provider:network_type": Attr(one_of("vxlan"), default="vxlan"),
+    "provider:segmentation_id": Attr(integer(1, 2**24 - 1)),
+    "provider:physical_network": Attr(nullable(one_of())),
+}
+PORT = {
+    "id": Attr(uuid_str),
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "network_id": Attr(uuid_str, required=True),
+    "mac_address": Attr(mac_address),
+    "binding:host_id": Attr(nullable(string(255)), put=True),
+    "device_owner": Attr(string(255), put=True, default=""),
+    "device_id": Attr(string(255), put=True, default=""),
+    "admin_state_up": Attr(boolean, put=True, default=True),
+    "fixed_ips": Attr(fixed_ips, put=True, default=[]),
+}
+
+
+def check_body(
+    spec: dict[str, Attr], body: Any, *, update: bool = False, resource: str = "resource"
+) -> dict[str, Any]:
+    """Validated attributes of a create (defaults filled in) or update body."""
+    if not isinstance(body, dict):
+        raise InvalidInput(f"'{resource}' must be a JSON object, got {_type_name(body)}")
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        attr = spec.get(key)
+        if attr is None:
+            raise InvalidInput(f"Unrecognized attribute(s) '{key}' for {resource}")
+        if update and not attr.put:
+            raise InvalidInput(f"Cannot update read-only attribute '{key}' of {resource}")
+        out[key] = attr.validate(key, value)
+    if not update:
+        for key, attr in spec.items():
+            if key in out:
+                continue
+            if attr.required:
+                raise InvalidInput(f"Failed to parse request. Required attribute '{key}' not "
+                                   f"specified for {resource}")
+            if attr.default is not None or key in ("tenant_id", "project_id"):
+                out.setdefault(key, attr.default)
+    if update and not out:
+        raise InvalidInput(f"Nothing to update in {resource}")
+    return out

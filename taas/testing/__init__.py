@@ -1,0 +1,1 @@
+"""Test support shared by the test suites: real taas-server processes, throwaway PostgreSQL."""

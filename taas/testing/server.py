@@ -1,0 +1,137 @@
+"""Run a real taas-server process on a free loopback port, for tests and benchmarks.
+
+    with run_server() as srv:
+        httpx.get(srv.url + "/v2.0/taas/tap_services",
+                  headers={"X-Auth-Token": srv.tokens["admin"]})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# name -> (project_id, roles)
+DEFAULT_IDENTITIES: dict[str, tuple[str, list[str]]] = {
+    "admin": ("admin-project", ["admin"]),
+    "service": ("service-project", ["service"]),
+    "a-member": ("project-a", ["member"]),
+    "a-reader": ("project-a", ["reader"]),
+    "b-member": ("project-b", ["member"]),
+    "b-reader": ("project-b", ["reader"]),
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A taas-server subprocess; `.url`, `.tokens` (name -> token), `.stop()`, `.restart()`."""
+
+    def __init__(
+        self, db_url: str | None, tokens: dict[str, tuple[str, list[str]]] | None,
+        config: dict[str, Any],
+    ) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="taas-test-server-"))
+        self.db_url = db_url or f"sqlite:///{self.workdir / 'taas.sqlite'}"
+        identities = tokens or DEFAULT_IDENTITIES
+        # Random tokens: several test runs may share this machine.
+        self.tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in identities}
+        self.identities = {self.tokens[n]: identities[n] for n in identities}
+        tokens_file = self.workdir / "tokens.json"
+        tokens_file.write_text(json.dumps({"tokens": {
+            tok: {"project_id": project, "roles": roles}
+            for tok, (project, roles) in self.identities.items()
+        }}))
+        self.config_file = self.workdir / "taas.json"
+        self.config_file.write_text(json.dumps({**config, "tokens_file": str(tokens_file),
+                                                "db_url": self.db_url}))
+        self.log_file = self.workdir / "server.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [sys.executable, "-m", "taas.server.cli", "--config", str(self.config_file),
+               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        env = dict(os.environ)
+        # The server runs from this source tree whether or not the package is installed.
+        src_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src_root + os.pathsep + env.get("PYTHONPATH", "")
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"taas-server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"taas-server did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def headers(self, name: str) -> dict[str, str]:
+        return {"X-Auth-Token": self.tokens[name]}
+
+    def client(self, name: str, **kwargs: Any) -> httpx.Client:
+        """An httpx client for this server authenticated as identity `name`."""
+        return httpx.Client(base_url=self.url, headers=self.headers(name), timeout=30, **kwargs)
+
+
+@contextmanager
+def run_server(
+    db_url: str | None = None,
+    tokens: dict[str, tuple[str, list[str]]] | None = None,
+    **config: Any,
+) -> Iterator[ServerProcess]:
+    """A running taas-server; `tokens` maps name -> (project_id, roles) (defaults: admin,
+    service, a-member, a-reader, b-member, b-reader). Extra keyword arguments are settings
+    (vlan_range_start=..., agent_down_time=...). Everything is removed at exit."""
+    server = ServerProcess(db_url, tokens, config)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
