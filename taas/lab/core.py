@@ -46,6 +46,8 @@ OF_PROTOCOLS = "OpenFlow10,OpenFlow11,OpenFlow12,OpenFlow13,OpenFlow14,OpenFlow1
 UNDERLAY_MTU = 9000  # room for VXLAN/GRE/ERSPAN around full-size 1500-byte VM frames
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 OVS_DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+_OFCTL_VALUE_OPTS = {"-O", "--protocols", "-F", "--flow-format", "-P", "--packet-in-format",
+                     "-t", "--timeout"}
 
 _registry_lock = threading.Lock()
 _live_labs: dict[str, Lab] = {}  # labs created by this process, for atexit cleanup
@@ -339,8 +341,15 @@ class Lab:
                 return args
             return [args[0], "-t", h.vswitchd_ctl(), *args[1:]]
         if tool == "ovs-ofctl":
-            pos = [i for i, a in enumerate(args) if i > 0 and not a.startswith("-")]
-            if len(pos) >= 2:
+            pos, skip = [], False
+            for i, a in enumerate(args[1:], 1):
+                if skip:
+                    skip = False
+                elif a in _OFCTL_VALUE_OPTS:
+                    skip = True
+                elif not a.startswith("-") or a == "-":
+                    pos.append(i)
+            if len(pos) >= 2:  # pos[0] is the command, pos[1] the switch
                 i = pos[1]
                 if ":" not in args[i] and "/" not in args[i]:
                     args[i] = h.mgmt(args[i])
@@ -437,10 +446,7 @@ class Lab:
                 c.wait_listening()
             yield caps
             if settle and caps:
-                # All captures see the same traffic: settling them one after another costs
-                # about one quiet period in total.
-                for c in caps.values():
-                    c.settle()
+                _settle_all(list(caps.values()))
         finally:
             for c in caps.values():
                 c.stop()
@@ -559,8 +565,14 @@ class Lab:
                      "external_ids:iface-status=active"]
         self.ovs(h.name, ["ovs-vsctl", *cmds])
         for b in LAB_BRIDGES:
+            # Delete by each foreign cookie, then re-add the L2 flows (restores any the test
+            # changed or deleted) in the same form as `up` installed them.
+            cookies = {m.group(1) for f in self.dump_flows(h.name, b)
+                       if (m := re.match(r"cookie=(0x[0-9a-f]+)", f))}
+            for ck in sorted(cookies - {f"{self.l2_cookie:#x}"}):
+                self.ovs(h.name, ["ovs-ofctl", "del-flows", b, f"cookie={ck}/-1"])
             flows = Path(h.run_dir, f"{b}.l2flows").read_text()
-            self.ovs(h.name, ["ovs-ofctl", "replace-flows", b, "-"], input=flows)
+            self.ovs(h.name, ["ovs-ofctl", "add-flows", b, "-"], input=flows)
             self.ovs(h.name, ["ovs-appctl", "fdb/flush", b], check=False)
 
     # -- status ------------------------------------------------------------------------------
@@ -595,6 +607,21 @@ class Lab:
         for a in self.state.get("agents", []):
             lines.append(f"agent {a['host']}: pid {a['pid']} log {a['log']}")
         return "\n".join(lines)
+
+
+def _settle_all(caps: Sequence[Capture], quiet: float = 0.15, max_wait: float = 2.0) -> None:
+    """Wait until no capture has grown for `quiet` seconds: frames still crossing the
+    userspace datapath get written before tcpdump is stopped."""
+    deadline = time.monotonic() + max_wait
+    last = [c._size() for c in caps]
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.03)
+        now = [c._size() for c in caps]
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= quiet:
+            return
 
 
 # --------------------------------------------------------------------------------------------
