@@ -1,0 +1,446 @@
+"""The agent's control loop: ports up, desired state down, the switch converged, status back.
+
+Four threads, each with one job, sharing a little state under one condition variable:
+
+- ``port-monitor`` (port_monitor.PortMonitor): OVSDB monitor updates -> the VM port set;
+  an OVSDB reconnection is taken as a possible OVS restart.
+- ``watch``: long-polls the host's desired state (``revision=`` the one held); a new state
+  replaces the held one. Level-triggered: one answer is enough to converge.
+- ``converge``: the only thread that talks to the switch (driver.setup/sync/switch_was_reset).
+  Syncs when the desired state or the ports changed, when the switch was reset, and every
+  ``resync_interval`` (a diff that finds nothing changes nothing, and repairs flows that
+  someone else deleted). Never touches the switch before it holds both a desired state and
+  the first copy of the ports: a start-up or a server outage leaves the flows as they are.
+- ``uplink``: every call *to* the server: heartbeat (registration), the port set (when it
+  changed, debounced, and at each heartbeat), the HostReport after each convergence (latest
+  wins). Retries with backoff; nothing it does depends on the server being reachable.
+
+An exception in any iteration is logged and the loop goes on (defect 15 of the original).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from taas.agent.client import ServerClient, ServerError
+from taas.agent.port_monitor import PortMap, PortMonitor, VmPort
+from taas.common.desired_state import DesiredState, HostReport, ResourceStatus
+
+LOG = logging.getLogger(__name__)
+
+
+class SyncResultLike(Protocol):
+    statuses: tuple[ResourceStatus, ...]
+    taas_ids: tuple[int, ...]
+    added: int
+    removed: int
+
+
+class Driver(Protocol):
+    """What the agent needs of taas.agent.ovs.driver.OvsDriver."""
+
+    def setup(self) -> None: ...
+
+    def sync(self, desired: DesiredState, ports: Any) -> SyncResultLike: ...
+
+    def switch_was_reset(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class AgentConfig:
+    host: str
+    tunnel_ip: str
+    report_interval: float = 10.0  # heartbeat period (server's agent_down_time is 30 s)
+    poll_timeout: float = 30.0  # long-poll wait asked of the server
+    reset_check_interval: float = 1.0  # how often to look for the canary (OVS restart)
+    resync_interval: float = 2.0  # full diff against the switch; 0 disables
+    debounce: float = 0.05  # port changes arriving together make one report and one sync
+    min_backoff: float = 0.2
+    max_backoff: float = 3.0
+    error_report_after: int = 3  # consecutive sync failures before resources go ERROR
+
+
+@dataclass
+class AgentStats:
+    """Counters for tests, logs and the benchmark."""
+
+    syncs: int = 0
+    sync_errors: int = 0
+    flows_added: int = 0
+    flows_removed: int = 0
+    resets: int = 0
+    reports_sent: int = 0
+    ports_sent: int = 0
+    heartbeats: int = 0
+    server_errors: int = 0
+    last_synced_revision: int | None = None
+    last_sync_ms: float = 0.0
+    history: list[tuple[float, int, int, int]] = field(default_factory=list)
+
+
+def _backoff(failures: int, lo: float, hi: float) -> float:
+    return min(hi, lo * (2 ** max(0, failures - 1)))
+
+
+class Agent:
+    """One taas agent. ``start()`` runs it in background threads; ``stop()`` ends them."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        driver: Driver,
+        client: ServerClient,
+        monitor_factory: Callable[[Callable[[PortMap, bool], None]], PortMonitor] | None = None,
+        port_type: Callable[..., Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self.client = client
+        self.stats = AgentStats()
+        self._port_type = port_type  # the driver's LocalPort; None: pass VmPort as is
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        # -- shared state, guarded by _cond --
+        self._ports: PortMap | None = None  # None until the first copy of OVSDB arrived
+        self._ports_version = 0
+        self._desired: DesiredState | None = None
+        self._desired_version = 0
+        self._desired_received_at = 0.0
+        self._reset_pending = True  # the first pass runs driver.setup()
+        self._ports_dirty_since: float | None = None  # uplink: port set not yet sent
+        self._report: HostReport | None = None
+        self._report_dirty = False
+        self._registered = False
+        # -- converge thread's own state --
+        self._held_report: HostReport | None = None
+        self._monitor_factory = monitor_factory
+        self._monitor: PortMonitor | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._monitor_factory is not None:
+            self._monitor = self._monitor_factory(self._on_ports)
+            self._monitor.start()
+        for name, target in (("watch", self._watch_loop), ("uplink", self._uplink_loop),
+                             ("converge", self._converge_loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        LOG.info("agent for host %s started (tunnel ip %s)", self.config.host,
+                 self.config.tunnel_ip)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every thread. Flows stay on the switch: they are the last converged state."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._monitor is not None:
+            self._monitor.stop()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t.name != "watch":  # a pending long-poll ends with the process
+                t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self.driver.close()
+        except Exception:  # noqa: BLE001
+            LOG.exception("driver close failed")
+        self.client.close()
+        LOG.info("agent stopped; flows left in place")
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _on_ports(self, ports: PortMap, reconnected: bool) -> None:
+        """Port monitor callback (its thread): record, and wake the converger and uplink."""
+        with self._cond:
+            if ports != self._ports:
+                LOG.info("ports on %s: %s", self.config.host,
+                         ", ".join(f"{p.port_id}@{p.ofport}" for p in sorted(ports.values()))
+                         or "none")
+                self._ports = ports
+                self._ports_version += 1
+                if self._ports_dirty_since is None:
+                    self._ports_dirty_since = time.monotonic()
+            elif self._ports is None:
+                self._ports = ports
+                self._ports_version += 1
+            if reconnected:
+                # ovsdb-server went away and came back: OVS may have restarted; resync fully.
+                self._reset_pending = True
+                self.stats.resets += 1
+            self._cond.notify_all()
+
+    def set_ports(self, ports: Mapping[str, VmPort]) -> None:
+        """Feed ports without a port monitor (tests)."""
+        self._on_ports(dict(ports), False)
+
+    # -- watch thread --------------------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        failures = 0
+        revision: int | None = None
+        while not self._stop.is_set():
+            try:
+                state = self.client.get_desired_state(revision, self.config.poll_timeout)
+            except ServerError as exc:
+                failures += 1
+                self.stats.server_errors += 1
+                delay = _backoff(failures, self.config.min_backoff, self.config.max_backoff)
+                log = LOG.warning if failures in (1, 10) or failures % 50 == 0 else LOG.debug
+                log("desired state: %s (retry %d in %.1f s; switch left as it is)",
+                    exc, failures, delay)
+                self._stop.wait(delay)
+                continue
+            except Exception:  # noqa: BLE001 - never let the watcher die
+                failures += 1
+                LOG.exception("desired state watch failed")
+                self._stop.wait(_backoff(failures, self.config.min_backoff,
+                                         self.config.max_backoff))
+                continue
+            if failures:
+                LOG.info("server reachable again after %d failed watch calls", failures)
+            failures = 0
+            if state.host != self.config.host:
+                LOG.error("server sent the state of host %s to %s; ignored", state.host,
+                          self.config.host)
+                self._stop.wait(self.config.max_backoff)
+                continue
+            revision = state.revision
+            with self._cond:
+                if state != self._desired:
+                    LOG.info("desired state revision %d: %d tap services, %d tap flows, "
+                             "%d tap mirrors", state.revision, len(state.tap_services),
+                             len(state.tap_flows), len(state.tap_mirrors))
+                    self._desired = state
+                    self._desired_version += 1
+                    self._desired_received_at = time.monotonic()
+                    self._cond.notify_all()
+
+    # -- converge thread -----------------------------------------------------------------------
+    def _converge_loop(self) -> None:
+        cfg = self.config
+        done_desired = done_ports = -1
+        failures = 0
+        retry_at = 0.0
+        now = time.monotonic()
+        next_reset_check = now + cfg.reset_check_interval
+        next_resync = now + cfg.resync_interval if cfg.resync_interval > 0 else float("inf")
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    ready = self._ports is not None
+                    changed = ready and self._desired is not None and (
+                        self._desired_version != done_desired
+                        or self._ports_version != done_ports)
+                    due = min(next_reset_check, next_resync)
+                    if (changed or (ready and self._reset_pending) or now >= due) \
+                            and now >= retry_at:
+                        break
+                    wake = max(retry_at, due) if now < retry_at else due
+                    self._cond.wait(max(0.0, min(wake - now, 1.0)))
+                if self._stop.is_set():
+                    return
+                ports_changed = self._ports_version != done_ports
+            if ports_changed and done_ports != -1 and cfg.debounce > 0:
+                self._stop.wait(cfg.debounce)  # let a burst of port changes settle
+            with self._cond:
+                ports = self._ports
+                ports_version = self._ports_version
+                desired = self._desired
+                desired_version = self._desired_version
+                received_at = self._desired_received_at
+                reset = self._reset_pending and ports is not None
+                self._reset_pending = False if reset else self._reset_pending
+            now = time.monotonic()
+            periodic = now >= next_resync
+            if periodic:
+                next_resync = now + cfg.resync_interval
+            reason = ""
+            try:
+                if reset:
+                    t0 = time.monotonic()
+                    self.driver.setup()
+                    LOG.info("switch set up in %.1f ms", (time.monotonic() - t0) * 1000)
+                    reason = "setup"
+                elif now >= next_reset_check:
+                    next_reset_check = now + cfg.reset_check_interval
+                    if self.driver.switch_was_reset():
+                        LOG.warning("switch was reset (OVS restarted or flows wiped): "
+                                    "setting up and resyncing")
+                        self.stats.resets += 1
+                        self.driver.setup()
+                        reason = "reset"
+                if ports is None or desired is None:
+                    # No desired state yet (server unreachable since start-up) or no port
+                    # copy: leave the switch exactly as it is.
+                    failures = 0
+                    continue
+                if desired_version != done_desired:
+                    reason = reason or "desired state"
+                elif ports_version != done_ports:
+                    reason = reason or "ports"
+                elif periodic:
+                    reason = reason or "periodic"
+                if not reason:
+                    continue
+                self._sync(desired, ports, reason,
+                           received_at if desired_version != done_desired else None)
+                done_desired, done_ports = desired_version, ports_version
+                failures = 0
+                retry_at = 0.0
+            except Exception as exc:  # noqa: BLE001 - log, back off, try again (defect 15)
+                failures += 1
+                self.stats.sync_errors += 1
+                delay = _backoff(failures, cfg.min_backoff, cfg.max_backoff)
+                retry_at = time.monotonic() + delay
+                LOG.exception("convergence failed (%s, attempt %d); retrying in %.1f s",
+                              reason or "check", failures, delay)
+                if reset:
+                    with self._cond:
+                        self._reset_pending = True
+                if desired is not None and failures >= cfg.error_report_after:
+                    self._report_error(desired, exc)
+
+    def _local_ports(self, ports: PortMap) -> dict[str, Any]:
+        if self._port_type is None:
+            return dict(ports)
+        return {pid: self._port_type(port_id=p.port_id, ofport=p.ofport,
+                                     local_vlan=p.local_vlan, mac=p.mac, name=p.name)
+                for pid, p in ports.items()}
+
+    def _sync(self, desired: DesiredState, ports: PortMap, reason: str,
+              received_at: float | None) -> None:
+        t0 = time.monotonic()
+        result = self.driver.sync(desired, self._local_ports(ports))
+        t1 = time.monotonic()
+        ms = (t1 - t0) * 1000
+        st = self.stats
+        st.syncs += 1
+        st.flows_added += result.added
+        st.flows_removed += result.removed
+        st.last_synced_revision = desired.revision
+        st.last_sync_ms = ms
+        st.history.append((time.time(), desired.revision, result.added, result.removed))
+        del st.history[:-100]
+        since = f", {(t1 - received_at) * 1000:.1f} ms after receipt" if received_at else ""
+        if reason == "periodic" and not (result.added or result.removed):
+            LOG.debug("synced revision %d in %.1f ms, +%d -%d flows (periodic)",
+                      desired.revision, ms, result.added, result.removed)
+        else:
+            log = LOG.warning if reason == "periodic" else LOG.info
+            log("synced revision %d in %.1f ms, +%d -%d flows (%s%s)", desired.revision, ms,
+                result.added, result.removed,
+                "repaired: flows were missing or foreign" if reason == "periodic" else reason,
+                since)
+        report = HostReport(host=self.config.host, revision=desired.revision,
+                            resources=tuple(sorted(result.statuses,
+                                                   key=lambda s: (s.kind, s.id))),
+                            taas_ids=tuple(sorted(set(result.taas_ids))))
+        self._held_report = report
+        self._queue_report(report)
+
+    def _report_error(self, desired: DesiredState, exc: Exception) -> None:
+        """The switch cannot be converged: say so, and keep claiming what may still be held."""
+        reason = f"{type(exc).__name__}: {exc}"[:250]
+        statuses: dict[tuple[str, str], ResourceStatus] = {}
+        held = self._held_report
+        if held is not None:
+            for s in held.resources:
+                statuses[(s.kind, s.id)] = s
+        for kind, items in (("tap_service", desired.tap_services),
+                            ("tap_flow", desired.tap_flows),
+                            ("tap_mirror", desired.tap_mirrors)):
+            for item in items:
+                statuses[(kind, item.id)] = ResourceStatus(kind, item.id, "ERROR",  # type: ignore[arg-type]
+                                                           reason)
+        ids = set(held.taas_ids if held else ()) | {s.taas_id for s in desired.tap_services}
+        self._queue_report(HostReport(self.config.host, desired.revision,
+                                      tuple(sorted(statuses.values(),
+                                                   key=lambda s: (s.kind, s.id))),
+                                      tuple(sorted(ids))))
+
+    def _queue_report(self, report: HostReport) -> None:
+        with self._cond:
+            if report != self._report:
+                self._report = report
+                self._report_dirty = True
+                self._cond.notify_all()
+
+    # -- uplink thread -------------------------------------------------------------------------
+    def _uplink_loop(self) -> None:
+        cfg = self.config
+        failures = 0
+        next_heartbeat = 0.0
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    ports_due = (self._ports_dirty_since is not None
+                                 and now >= self._ports_dirty_since + cfg.debounce)
+                    if now >= next_heartbeat or ports_due or self._report_dirty:
+                        break
+                    wake = next_heartbeat
+                    if self._ports_dirty_since is not None:
+                        wake = min(wake, self._ports_dirty_since + cfg.debounce)
+                    self._cond.wait(max(0.0, min(wake - now, 1.0)))
+                if self._stop.is_set():
+                    return
+                now = time.monotonic()
+                heartbeat = now >= next_heartbeat or not self._registered
+                send_ports = heartbeat or self._ports_dirty_since is not None
+                ports = self._ports
+                if ports is None:
+                    send_ports = False  # never report an empty set we have not read
+                send_report = self._report_dirty or (heartbeat and self._report is not None)
+                report = self._report
+                self._ports_dirty_since = None if send_ports else self._ports_dirty_since
+                self._report_dirty = False
+            try:
+                if heartbeat:
+                    self.client.heartbeat(cfg.tunnel_ip)
+                    self.stats.heartbeats += 1
+                    if not self._registered:
+                        LOG.info("registered host %s with %s", cfg.host, self.client.base_url)
+                    self._registered = True
+                    next_heartbeat = time.monotonic() + cfg.report_interval
+                if send_ports and ports is not None:
+                    unknown = self.client.report_ports(ports.values())
+                    self.stats.ports_sent += 1
+                    if unknown:
+                        LOG.debug("ports unknown to the inventory: %s", ", ".join(unknown))
+                if send_report and report is not None:
+                    t0 = time.monotonic()
+                    self.client.report(report)
+                    self.stats.reports_sent += 1
+                    LOG.debug("reported revision %d (%d resources) in %.1f ms",
+                              report.revision, len(report.resources),
+                              (time.monotonic() - t0) * 1000)
+                if failures:
+                    LOG.info("server reachable again after %d failed calls", failures)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - server down or bug: retry later
+                failures += 1
+                self.stats.server_errors += 1
+                delay = _backoff(failures, cfg.min_backoff, cfg.max_backoff)
+                log = LOG.warning if failures in (1, 10) or failures % 50 == 0 else LOG.debug
+                log("server call failed: %s (retry %d in %.1f s)", exc, failures, delay)
+                with self._cond:  # put back what was not delivered
+                    if heartbeat:
+                        self._registered = False
+                    if send_ports and self._ports_dirty_since is None:
+                        self._ports_dirty_since = time.monotonic()
+                    if send_report and not self._report_dirty and report is self._report:
+                        self._report_dirty = True
+                next_heartbeat = min(next_heartbeat, time.monotonic() + delay) \
+                    if heartbeat else next_heartbeat
+                self._stop.wait(delay)

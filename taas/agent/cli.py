@@ -1,0 +1,103 @@
+"""taas-agent: the per-hypervisor agent's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from taas.agent.agent import Agent, AgentConfig
+from taas.agent.client import ServerClient
+from taas.agent.port_monitor import PortMonitor
+
+LOG = logging.getLogger("taas.agent")
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s [%(threadName)s] %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="taas-agent",
+        description="Tap-as-a-Service agent: converges one hypervisor's Open vSwitch to the "
+                    "desired state published by taas-server.")
+    p.add_argument("--host", required=True, help="this hypervisor's name (binding:host_id)")
+    p.add_argument("--server", required=True, help="taas-server base URL, e.g. http://h:9696")
+    p.add_argument("--token", default=os.environ.get("TAAS_TOKEN"),
+                   help="token with the service role (default: $TAAS_TOKEN)")
+    p.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock",
+                   help="OVSDB endpoint (default: %(default)s)")
+    p.add_argument("--ovs-rundir", default="/var/run/openvswitch",
+                   help="directory holding the <bridge>.mgmt sockets (default: %(default)s)")
+    p.add_argument("--tunnel-ip", required=True, help="this host's tunnel (underlay) IP")
+    p.add_argument("--integration-bridge", default="br-int")
+    p.add_argument("--tunnel-bridge", default="br-tun")
+    p.add_argument("--tap-bridge", default="br-tap")
+    p.add_argument("--report-interval", type=float, default=10.0,
+                   help="heartbeat period in seconds (default: %(default)s)")
+    p.add_argument("--resync-interval", type=float, default=2.0,
+                   help="full diff against the switch every N seconds, 0 = off "
+                        "(default: %(default)s)")
+    p.add_argument("--reset-check-interval", type=float, default=1.0,
+                   help="canary check (OVS restart) every N seconds (default: %(default)s)")
+    p.add_argument("--log-file", help="log to this file instead of stderr")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def setup_logging(log_file: str | None, level: str) -> None:
+    handler: logging.Handler = (logging.FileHandler(log_file) if log_file
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "ovsdbapp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.token:
+        build_parser().error("--token or $TAAS_TOKEN is required")
+    setup_logging(args.log_file, args.log_level)
+
+    from taas.agent.ovs.driver import LocalPort, OvsDriver  # the switch-facing half
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        LOG.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    driver = OvsDriver(args.ovsdb, args.ovs_rundir, args.host, args.tunnel_ip,
+                       int_br=args.integration_bridge, tun_br=args.tunnel_bridge,
+                       tap_br=args.tap_bridge)
+    client = ServerClient(args.server, args.token, args.host)
+    config = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip,
+                         report_interval=args.report_interval,
+                         resync_interval=args.resync_interval,
+                         reset_check_interval=args.reset_check_interval)
+    agent = Agent(config, driver, client,
+                  monitor_factory=lambda cb: PortMonitor(args.ovsdb, args.integration_bridge,
+                                                         cb),
+                  port_type=LocalPort)
+    LOG.info("taas-agent pid %d: host=%s server=%s ovsdb=%s rundir=%s bridges=%s/%s/%s",
+             os.getpid(), args.host, args.server, args.ovsdb, args.ovs_rundir,
+             args.integration_bridge, args.tunnel_bridge, args.tap_bridge)
+    agent.start()
+    while not stop.wait(1.0):
+        pass
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""HTTP client of the agent-facing API of taas-server (docs/agent-api.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import httpx
+
+from taas.common.desired_state import DesiredState, HostReport
+
+LOG = logging.getLogger(__name__)
+
+
+class PortLike(Protocol):
+    port_id: str
+    ofport: int
+    local_vlan: int | None
+    mac: str
+    name: str
+
+
+class ServerError(Exception):
+    """The server answered, but with an error (or could not be reached)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ServerClient:
+    """Thread-safe thin wrapper around the four agent calls.
+
+    Each call raises ServerError on any failure; retry policy belongs to the caller.
+    """
+
+    def __init__(self, base_url: str, token: str, host: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.host = host
+        self.timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"X-Auth-Token": token, "Accept": "application/json"},
+            timeout=timeout,
+        )
+        # A separate connection pool for the long-poll, so that a pending watch never delays
+        # heartbeats or reports.
+        self._watch_http = httpx.Client(
+            base_url=self.base_url,
+            headers={"X-Auth-Token": token, "Accept": "application/json"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+        self._watch_http.close()
+
+    def _call(
+        self,
+        client: httpx.Client,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        try:
+            resp = client.request(
+                method, path, json=json, params=params, timeout=timeout or self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 400:
+            detail = resp.text[:300]
+            try:
+                detail = resp.json()["NeutronError"]["message"]
+            except Exception:  # noqa: BLE001 - any non-Neutron body: keep the raw text
+                pass
+            raise ServerError(f"{method} {path}: HTTP {resp.status_code}: {detail}",
+                              resp.status_code)
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise ServerError(f"{method} {path}: invalid JSON answer") from exc
+        if not isinstance(body, dict):
+            raise ServerError(f"{method} {path}: unexpected answer {body!r:.200}")
+        return body
+
+    def heartbeat(self, tunnel_ip: str) -> dict[str, Any]:
+        """Register the agent, or tell the server it is alive."""
+        body = self._call(self._http, "PUT", f"/v2.0/taas-agents/{self.host}",
+                          json={"agent": {"tunnel_ip": tunnel_ip}})
+        return body.get("agent", {})
+
+    def report_ports(self, ports: Iterable[PortLike]) -> list[str]:
+        """Send the full set of VM ports on br-int; returns the ids the inventory does not know."""
+        payload = [
+            {"port_id": p.port_id, "ofport": p.ofport, "local_vlan": p.local_vlan,
+             "mac": p.mac, "name": p.name}
+            for p in sorted(ports, key=lambda p: p.port_id)
+        ]
+        body = self._call(self._http, "PUT", f"/v2.0/taas-agents/{self.host}/ports",
+                          json={"ports": payload})
+        return list(body.get("unknown", []))
+
+    def get_desired_state(self, revision: int | None, timeout: float) -> DesiredState:
+        """Long-poll: answers at once if the server's revision differs from ``revision``."""
+        params: dict[str, Any] = {"timeout": int(timeout)}
+        if revision is not None:
+            params["revision"] = revision
+        body = self._call(self._watch_http, "GET",
+                          f"/v2.0/taas-agents/{self.host}/desired-state",
+                          params=params, timeout=timeout + self.timeout)
+        try:
+            return DesiredState.from_dict(body["desired_state"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServerError(f"malformed desired state: {exc}") from exc
+
+    def report(self, report: HostReport) -> None:
+        """Tell the server what this host holds after a convergence."""
+        self._call(self._http, "PUT", f"/v2.0/taas-agents/{self.host}/report",
+                   json={"report": report.to_dict()})
+
+

@@ -1,0 +1,217 @@
+"""The agent's loop with a fake driver and a fake taas-server (real HTTP, real long-poll)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from taas.agent.agent import Agent, AgentConfig
+from taas.agent.client import ServerClient
+from taas.agent.port_monitor import VmPort
+from taas.common.desired_state import DesiredState, PortFacts, TapFlowState, TapServiceState
+
+from .conftest import FakeDriver, FakeServer, wait_for
+
+HOST = "hv1"
+P1 = VmPort("port-src", 5, 1, "fa:16:3e:00:00:01", "tap-src")
+P2 = VmPort("port-mon", 6, 1, "fa:16:3e:00:00:02", "tap-mon")
+
+
+def state(rev: int = 0, flows: int = 1, taas_id: int = 3901) -> DesiredState:
+    svc = TapServiceState("ts-1", "proj", P2.port_id, taas_id, 16_000_000 + taas_id, HOST,
+                          "172.31.9.1")
+    tfs = tuple(TapFlowState(f"tf-{i}", "proj", "ts-1", P1.port_id, "BOTH", None)
+                for i in range(flows))
+    ports = {p.port_id: PortFacts(p.port_id, "net-1", p.mac, 100, HOST) for p in (P1, P2)}
+    return DesiredState(HOST, rev, (svc,), tfs, (), ports)
+
+
+def make_agent(server: FakeServer, driver: FakeDriver, **cfg: float) -> Agent:
+    config = AgentConfig(host=HOST, tunnel_ip="172.31.9.1", poll_timeout=5,
+                         report_interval=cfg.pop("report_interval", 0.5),
+                         resync_interval=cfg.pop("resync_interval", 0.3),
+                         reset_check_interval=cfg.pop("reset_check_interval", 0.2),
+                         min_backoff=0.05, max_backoff=0.3, **cfg)  # type: ignore[arg-type]
+    return Agent(config, driver, ServerClient(server.url, server.token, HOST, timeout=2))
+
+
+@pytest.fixture
+def running(fake_server: FakeServer, fake_driver: FakeDriver) -> Iterator[Agent]:
+    agent = make_agent(fake_server, fake_driver)
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def statuses(server: FakeServer) -> dict[str, str]:
+    r = server.last_report(HOST)
+    return {s.id: s.status for s in r.resources} if r else {}
+
+
+def test_registers_reports_ports_syncs_and_reports_status(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="taas.agent")
+    fake_server.set_state(state())
+    wait_for(lambda: fake_server.heartbeats)
+    assert fake_server.heartbeats[0] == (HOST, "172.31.9.1")
+    time.sleep(0.2)
+    assert fake_driver.calls == []  # no port copy yet: the switch is not touched
+
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+    assert {p["port_id"] for p in fake_server.ports[HOST]} == {"port-src", "port-mon"}
+    assert fake_server.ports[HOST][0] == {"port_id": "port-mon", "ofport": 6, "local_vlan": 1,
+                                          "mac": "fa:16:3e:00:00:02", "name": "tap-mon"}
+    report = fake_server.last_report(HOST)
+    assert report is not None and report.taas_ids == (3901,)
+    assert report.revision == fake_server.revision
+    assert fake_driver.flows == {("tap_service", "ts-1"), ("tap_flow", "tf-0")}
+    assert fake_driver.setups >= 1
+    assert any("synced revision" in r.message and "+2 -0 flows" in r.message
+               for r in caplog.records)
+
+
+def test_new_desired_state_is_applied_promptly(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    fake_server.set_state(state(flows=1))
+    wait_for(lambda: ("tap_flow", "tf-0") in fake_driver.flows)
+    times = []
+    for n in (2, 3, 1):
+        t0 = time.monotonic()
+        rev = fake_server.set_state(state(flows=n))
+        wait_for(lambda rev=rev: fake_driver.calls and fake_driver.calls[-1][0] == rev,
+                 interval=0.002)
+        times.append(time.monotonic() - t0)
+        assert len([f for f in fake_driver.flows if f[0] == "tap_flow"]) == n
+    assert max(times) < 0.5, times
+    wait_for(lambda: len(statuses(fake_server)) == 2)
+
+
+def test_port_changes_are_reported_and_synced(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    fake_server.set_state(state())
+    running.set_ports({P2.port_id: P2})
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE"})
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+    wait_for(lambda: len(fake_server.ports[HOST]) == 2)
+    running.set_ports({P2.port_id: P2})  # the source VM left this host
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE"})
+    wait_for(lambda: [p["port_id"] for p in fake_server.ports[HOST]] == ["port-mon"])
+
+
+def test_server_outage_keeps_the_switch_and_recovers(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    fake_server.set_state(state())
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+    flows = set(fake_driver.flows)
+
+    fake_server.stop()
+    time.sleep(1.0)  # several failed watches, heartbeats and periodic resyncs
+    assert fake_driver.flows == flows
+    assert all(removed == 0 for _, _, _, removed in fake_driver.calls)
+    assert running.stats.server_errors > 0
+    before = len(fake_server.heartbeats)
+
+    fake_server.start()  # a restarted server on the same port
+    fake_server.set_state(state(flows=2))
+    wait_for(lambda: ("tap_flow", "tf-1") in fake_driver.flows, timeout=3)
+    wait_for(lambda: len(fake_server.heartbeats) > before)
+    wait_for(lambda: statuses(fake_server).get("tf-1") == "ACTIVE")
+
+
+def test_no_server_at_start_never_touches_the_switch(
+        fake_server: FakeServer, fake_driver: FakeDriver) -> None:
+    fake_server.stop()
+    fake_driver.flows = {("tap_flow", "left-from-before")}
+    agent = make_agent(fake_server, fake_driver)
+    agent.start()
+    try:
+        agent.set_ports({P1.port_id: P1})
+        time.sleep(0.8)
+        assert fake_driver.calls == []
+        assert fake_driver.flows == {("tap_flow", "left-from-before")}
+    finally:
+        agent.stop()
+
+
+def test_restart_with_nothing_changed_rewrites_nothing(
+        fake_server: FakeServer, fake_driver: FakeDriver) -> None:
+    fake_server.set_state(state())
+    first = make_agent(fake_server, fake_driver)
+    first.start()
+    first.set_ports({P1.port_id: P1, P2.port_id: P2})
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+    first.stop()
+    assert fake_driver.flows  # stop leaves the flows in place
+    n = len(fake_driver.calls)
+
+    second = make_agent(fake_server, fake_driver)
+    second.start()
+    try:
+        time.sleep(0.2)
+        second.set_ports({P1.port_id: P1, P2.port_id: P2})
+        wait_for(lambda: len(fake_driver.calls) > n)
+        time.sleep(0.5)
+        assert all(a == 0 and r == 0 for _, _, a, r in fake_driver.calls[n:])
+        assert all(len(p) == 2 for p in fake_driver.sync_ports[n:])  # never with no ports
+    finally:
+        second.stop()
+
+
+def test_switch_reset_is_detected_and_repaired(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    fake_server.set_state(state())
+    wait_for(lambda: len(fake_driver.flows) == 2)
+    setups = fake_driver.setups
+    t0 = time.monotonic()
+    fake_driver.wipe()
+    wait_for(lambda: len(fake_driver.flows) == 2, timeout=2)
+    assert time.monotonic() - t0 < 1.0
+    assert fake_driver.setups > setups
+    assert running.stats.resets >= 1
+
+
+def test_flows_deleted_by_someone_else_are_restored_by_the_periodic_diff(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    fake_server.set_state(state())
+    wait_for(lambda: len(fake_driver.flows) == 2)
+    with fake_driver.lock:
+        fake_driver.flows.discard(("tap_flow", "tf-0"))  # canary intact: only a diff sees it
+    wait_for(lambda: ("tap_flow", "tf-0") in fake_driver.flows, timeout=2)
+    assert fake_driver.calls[-1][2] == 1  # one flow added back
+
+
+def test_errors_never_kill_the_loop_and_are_reported(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    running.set_ports({P1.port_id: P1, P2.port_id: P2})
+    fake_driver.fail = 5
+    fake_server.set_state(state())
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ERROR", "tf-0": "ERROR"}, timeout=3)
+    report = fake_server.last_report(HOST)
+    assert report is not None and 3901 in report.taas_ids
+    assert "connection refused" in (report.resources[0].reason or "")
+    wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"}, timeout=5)
+    assert running.stats.sync_errors == 5
+
+
+def test_reports_and_ports_are_resent_at_each_heartbeat(
+        fake_server: FakeServer, fake_driver: FakeDriver, running: Agent) -> None:
+    running.set_ports({P1.port_id: P1})
+    fake_server.set_state(state())
+    wait_for(lambda: fake_server.last_report(HOST))
+    n_reports, n_ports = len(fake_server.reports), fake_server.port_calls
+    time.sleep(1.2)  # report_interval 0.5 s
+    assert len(fake_server.heartbeats) >= 3
+    assert len(fake_server.reports) > n_reports
+    assert fake_server.port_calls > n_ports
