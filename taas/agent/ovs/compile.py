@@ -83,7 +83,7 @@ def static_flows(f: BridgeFacts) -> dict[str, set[Flow]]:
         },
         BR_TAP: {Flow.make(T.TAP_CLASSIFY, 0, None, "drop"), canary},
         BR_TUN: {
-            Flow.make(T.TUN_CLASSIFY, T.PRIO_DROP_PATCH, {"in_port": str(f.tun_patch_tap)}, "drop"),
+            Flow.make(T.TUN_CLASSIFY, T.PRIO_TUN_DROP, {"in_port": str(f.tun_patch_tap)}, "drop"),
             canary,
         },
     }

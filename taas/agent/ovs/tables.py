@@ -29,6 +29,7 @@ PRIO_DROP_PATCH = 310  # drop anything else that comes out of a taas patch port
 PRIO_HOOK = 300  # br-int table 0 hook of tapped ports / tunnels
 PRIO_TAP = 300  # br-tap forwarding of copies
 PRIO_TUN = 300  # br-tun: copies to/from VXLAN
+PRIO_TUN_DROP = 290  # br-tun: anything else from patch-tun-tap
 PRIO_COPY = 100  # br-int OUT/IN tables; +1 for vlan_filter pieces
 PRIO_IN_EXCLUDE = 110  # IN table: broadcast from the source itself (not delivered to it)
 
