@@ -55,7 +55,9 @@ def boolean(name: str, value: Any) -> bool:
 
 def one_of(*choices: str) -> Validator:
     def check(name: str, value: Any) -> str:
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
+            if not choices:
+                raise InvalidInput(f"'{name}' is not supported; leave it out or null")
             raise InvalidInput(f"'{name}' must be one of {', '.join(choices)}, got {value!r}")
         return value
 
@@ -150,6 +152,12 @@ def fixed_ips(name: str, value: Any) -> list[dict[str, str]]:
     return out
 
 
+def not_shared(name: str, value: Any) -> bool:
+    if value is not False:
+        raise InvalidInput(f"'{name}': only unshared networks (false) are supported")
+    return False
+
+
 def nullable(inner: Validator) -> Validator:
     def check(name: str, value: Any) -> Any:
         return None if value is None else inner(name, value)
@@ -204,7 +212,7 @@ NETWORK = {
     "tenant_id": PROJECT,
     "project_id": PROJECT,
     "admin_state_up": Attr(boolean, put=True, default=True),
-    "shared": Attr(one_of(False), default=False),  # type: ignore[arg-type]
+    "shared": Attr(not_shared, default=False),
     "provider:network_type": Attr(one_of("vxlan"), default="vxlan"),
     "provider:segmentation_id": Attr(integer(1, 2**24 - 1)),
     "provider:physical_network": Attr(nullable(one_of())),

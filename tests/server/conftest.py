@@ -1,0 +1,120 @@
+"""Fixtures of the server tests: real taas-server processes on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from taas.testing.postgres import create_database, run_postgres
+from taas.testing.server import ServerProcess, run_server
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[str]:
+    """One PostgreSQL cluster per test session; each server gets its own database."""
+    with run_postgres(dbname="taas_session") as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    cluster = request.getfixturevalue("pg_cluster")
+    return create_database(cluster, f"taas_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str | None) -> Iterator[ServerProcess]:
+    with run_server(db_url=db_url, service_driver=FAULT_DRIVER) as srv:
+        yield srv
+
+
+FAULT_DRIVER = "taas.server.drivers.testing:FaultInjectingDriver"
+
+
+class Api:
+    """Thin helpers over a server: one httpx client per identity, inventory factories."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.clients: dict[str, httpx.Client] = {}
+
+    def __call__(self, who: str) -> httpx.Client:
+        if who not in self.clients:
+            self.clients[who] = self.server.client(who)
+        return self.clients[who]
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+
+    def network(self, project: str = "project-a", **attrs: Any) -> dict[str, Any]:
+        r = self("admin").post("/v2.0/networks",
+                               json={"network": {"project_id": project, **attrs}})
+        assert r.status_code == 201, r.text
+        return r.json()["network"]
+
+    def port(self, project: str = "project-a", network_id: str | None = None,
+             **attrs: Any) -> dict[str, Any]:
+        if network_id is None:
+            network_id = self.network(project)["id"]
+        r = self("admin").post("/v2.0/ports", json={"port": {
+            "network_id": network_id, "project_id": project, **attrs}})
+        assert r.status_code == 201, r.text
+        return r.json()["port"]
+
+    def tap_service(self, who: str = "a-member", port_id: str | None = None,
+                    project: str = "project-a", **attrs: Any) -> dict[str, Any]:
+        port_id = port_id or self.port(project)["id"]
+        r = self(who).post("/v2.0/taas/tap_services",
+                           json={"tap_service": {"port_id": port_id, **attrs}})
+        assert r.status_code == 201, r.text
+        return r.json()["tap_service"]
+
+    def tap_flow(self, service: dict[str, Any], who: str = "a-member",
+                 source_port: str | None = None, **attrs: Any) -> dict[str, Any]:
+        source_port = source_port or self.port(service["project_id"])["id"]
+        body = {"tap_service_id": service["id"], "source_port": source_port,
+                "direction": "BOTH", **attrs}
+        r = self(who).post("/v2.0/taas/tap_flows", json={"tap_flow": body})
+        assert r.status_code == 201, r.text
+        return r.json()["tap_flow"]
+
+    def tap_mirror(self, who: str = "a-member", port_id: str | None = None,
+                   project: str = "project-a", **attrs: Any) -> dict[str, Any]:
+        port_id = port_id or self.port(project)["id"]
+        body = {"port_id": port_id, "remote_ip": "192.0.2.10", "mirror_type": "gre",
+                "directions": {"IN": fresh_tunnel_id()}, **attrs}
+        r = self(who).post("/v2.0/taas/tap_mirrors", json={"tap_mirror": body})
+        assert r.status_code == 201, r.text
+        return r.json()["tap_mirror"]
+
+
+_tunnel = iter(range(1000, 2**31))
+
+
+def fresh_tunnel_id() -> int:
+    return next(_tunnel) + uuid.uuid4().int % 1000 * 1_000_000
+
+
+@pytest.fixture(scope="module")
+def api(server: ServerProcess) -> Iterator[Api]:
+    helper = Api(server)
+    yield helper
+    helper.close()
+
+
+def neutron_error(resp: httpx.Response, status: int, type_: str | None = None) -> dict[str, Any]:
+    """Assert a Neutron error body with `status` (and `type_`); its inner dict."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    err = resp.json()["NeutronError"]
+    assert set(err) == {"type", "message", "detail"}
+    assert err["message"]
+    if type_ is not None:
+        assert err["type"] == type_, err
+    return err
