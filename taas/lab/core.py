@@ -517,9 +517,6 @@ class Lab:
         for a in self.state.get("agents", []):
             (stop if hosts is None or a["host"] in hosts else keep).append(a)
         kill_pids([a["pid"] for a in stop if "agent" in cmdline(a["pid"])])
-        for a in stop:  # reap our own children
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(a["pid"], os.WNOHANG)
         self.state["agents"] = keep
         self.save()
 
@@ -965,8 +962,6 @@ def destroy(name: str, state: dict[str, Any] | None = None) -> None:
         if state is None and ptr.exists():
             with contextlib.suppress(OSError, ValueError):
                 state = json.loads(Path(ptr.read_text().strip()).read_text())
-    if state:
-        _unregister(state)
     prefix = f"{NETNS_PREFIX}{name}-"
     namespaces = [ns for ns in _netns_list() if ns.startswith(prefix)]
     pids = _lab_processes(name, state)
@@ -974,6 +969,8 @@ def destroy(name: str, state: dict[str, Any] | None = None) -> None:
         out = run(["ip", "netns", "pids", ns], check=False)
         pids |= {int(p) for p in out.split() if p.isdigit()}
     kill_pids(pids)
+    if state:  # after the agents are gone, so that none reports the ports again
+        _unregister(state)
     for ns in namespaces:
         run(["ip", "netns", "delete", ns], check=False)
     shutil.rmtree(d, ignore_errors=True)

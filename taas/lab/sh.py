@@ -63,6 +63,7 @@ def kill_pids(pids: Iterable[int], timeout: float = 3.0) -> None:
     """SIGTERM, wait (bounded), then SIGKILL whatever is left."""
     me = os.getpid()
     todo = {p for p in pids if p > 1 and p != me}
+    killed = set(todo)
     for p in todo:
         try:
             os.kill(p, signal.SIGTERM)
@@ -83,11 +84,13 @@ def kill_pids(pids: Iterable[int], timeout: float = 3.0) -> None:
         todo = {p for p in todo if pid_alive(p)}
         if todo:
             time.sleep(0.02)
+    for p in killed:
+        _reap(p)
 
 
-def read_pidfile(path: str) -> int | None:
+def _reap(pid: int) -> None:
+    """Collect a dead child of ours (agents, captures) so that no zombie outlives a lab."""
     try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
