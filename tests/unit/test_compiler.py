@@ -369,3 +369,31 @@ def test_flow_text_round_trip() -> None:
             "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop")
     assert parse_dump_line(line) == (0x7AA5000000000001, f)
     assert f.add_line().startswith("add cookie=0x7aa5000000000001,table=211,priority=110,")
+
+
+def test_each_matching_tap_flow_delivers_its_copy(cloud: Cloud) -> None:
+    # a and b both mirrored IN into s1: a broadcast from mon reaches both, so two tap flows
+    # match it and each delivers a copy; a's own broadcast is delivered only to b: one copy.
+    cloud.service("s1", "mon2", 3901)
+    cloud.flow("f1", "s1", "a", "IN")
+    cloud.flow("f2", "s1", "b", "IN")
+    assert [o.port for o in copies(cloud.send_from("mon", Pkt("fa:16:3e:00:00:99", BCAST)))] == [
+        13, 13]
+    assert [o.port for o in copies(cloud.send_from("a", Pkt(A, BCAST)))] == [13]
+    assert [o.port for o in copies(cloud.send_from("b", Pkt(B, MCAST)))] == [13]
+    assert [o.port for o in copies(cloud.from_tunnel("h1", "netA", Pkt(R, BCAST)))] == [13, 13]
+
+
+def test_in_ports_per_network_capped_with_error(cloud: Cloud,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from taas.agent.ovs import tables
+    monkeypatch.setattr(tables, "MAX_IN_PORTS_PER_NETWORK", 1)
+    cloud.service("s1", "mon2", 3901)
+    cloud.flow("f1", "s1", "a", "IN")
+    cloud.flow("f2", "s1", "b", "BOTH")
+    st = {s.id: s for s in cloud.compile("h1").statuses}
+    assert st["f1"].status == "ACTIVE"
+    assert st["f2"].status == "ERROR" and "more than 1" in (st["f2"].reason or "")
+    assert [o.port for o in copies(cloud.send_from("mon", Pkt("fa:16:3e:00:00:99", BCAST)))] == [
+        13]
+    assert copies(cloud.send_from("b", Pkt(B, R))) == []  # f2 is not half-installed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from taas.agent.ovs import tables as T
@@ -71,6 +71,7 @@ class _Tap:
     in_: bool
     sink: int  # VLAN id pushed on the copy (taas_id, or a tap mirror's local VLAN)
     ranges: tuple[tuple[int, int], ...] | None  # vlan_filter, None = every frame
+    resource: tuple[str, str] = ("", "")  # (kind, id) of the tap flow / tap mirror
 
 
 def static_flows(f: BridgeFacts) -> dict[str, set[Flow]]:
@@ -104,7 +105,9 @@ def assign_mirror_vlans(
 
 
 def _copy(sinks: Iterable[int], patch: int) -> str:
-    acts = [clone(push_vlan(s), output(patch)) for s in sorted(set(sinks))]
+    # One copy per matching tap flow (two tap flows of one service that match a frame each
+    # deliver it), in a stable order so the text is canonical.
+    acts = [clone(push_vlan(s), output(patch)) for s in sorted(sinks)]
     return ",".join(acts) if acts else "drop"
 
 
@@ -113,10 +116,10 @@ def _group_flows(
 ) -> list[Flow]:
     """Flows for one match group: unfiltered taps at ``base``, vlan_filter pieces at base+1.
 
-    The VLAN space is cut at every filter boundary of the group, so that each piece carries the
-    full set of sinks that want it: one lookup in the table yields every copy (no overwrite).
+    The VLAN space is cut at every filter boundary of the group, so that each piece carries every
+    sink that wants it: one lookup in the table yields every copy (nothing is overwritten).
     """
-    plain = {t.sink for t in taps if t.ranges is None}
+    plain = [t.sink for t in taps if t.ranges is None]
     filtered = [t for t in taps if t.ranges is not None]
     flows = [Flow.make(table, base, match, _copy(plain, patch))]
     if filtered:
@@ -124,14 +127,14 @@ def _group_flows(
                       | {b + 1 for t in filtered for _, b in t.ranges or ()})
         for lo, nxt in zip(cuts, cuts[1:], strict=False):
             hi = nxt - 1
-            sinks = {t.sink for t in filtered
-                     if any(a <= lo and hi <= b for a, b in t.ranges or ())}
+            sinks = [t.sink for t in filtered
+                     if any(a <= lo and hi <= b for a, b in t.ranges or ())]
             if not sinks:
                 continue
             for value, mask in vlan_ranges_to_masks([(lo, hi)]):
                 k, v = vlan_vid_match(value, mask)
                 flows.append(
-                    Flow.make(table, base + 1, {**match, k: v}, _copy(plain | sinks, patch)))
+                    Flow.make(table, base + 1, {**match, k: v}, _copy(plain + sinks, patch)))
     return flows
 
 
@@ -219,7 +222,8 @@ def compile_host(
             else:
                 taps.append(_Tap(src.port_id, f.direction in ("OUT", "BOTH"),
                                  f.direction in ("IN", "BOTH"), svc.taas_id,
-                                 tuple(ranges) if ranges is not None else None))
+                                 tuple(ranges) if ranges is not None else None,
+                                 ("tap_flow", f.id)))
                 used_ids.add(svc.taas_id)
                 if svc.taas_id in remote_path:
                     remote_used.add(svc.taas_id)
@@ -248,7 +252,7 @@ def compile_host(
                 for d in sorted(m.directions):
                     vlan = mirror_vlans[(m.id, d)]
                     taps.append(_Tap(src.port_id, d in ("OUT", "BOTH"), d in ("IN", "BOTH"),
-                                     vlan, None))
+                                     vlan, None, ("tap_mirror", m.id)))
                     flows[BR_TAP].add(Flow.make(
                         T.TAP_CLASSIFY, T.PRIO_TAP,
                         {"in_port": str(facts.tap_patch_int), "dl_vlan": str(vlan)},
@@ -265,6 +269,22 @@ def compile_host(
             T.TUN_CLASSIFY, T.PRIO_TUN, {"in_port": str(facts.tun_patch_tap), "dl_vlan": str(t)},
             f"pop_vlan,{set_tun_id(vni)},{output(vx)}"))
 
+    # --- a broadcast visits every IN-mirrored port of its network: cap their number ----------
+    in_srcs: dict[int, set[str]] = defaultdict(set)
+    for tap in taps:
+        if tap.in_:
+            in_srcs[ports[tap.source].local_vlan].add(tap.source)  # type: ignore[index]
+    rejected = {pid for srcs in in_srcs.values()
+                for pid in sorted(srcs, key=lambda pid: ports[pid].ofport)[
+                    T.MAX_IN_PORTS_PER_NETWORK:]}
+    if rejected:
+        too_many = (f"more than {T.MAX_IN_PORTS_PER_NETWORK} ports of this network "
+                    "are mirrored IN on this host")
+        bad = {t.resource for t in taps if t.in_ and t.source in rejected}
+        taps = [t for t in taps if t.resource not in bad]
+        statuses = [replace(st, status="ERROR", reason=too_many)
+                    if (st.kind, st.id) in bad else st for st in statuses]
+
     # --- br-int: OUT and IN tables --------------------------------------------------------------
     patch = facts.int_patch_tap
     out_by_src: dict[str, list[_Tap]] = defaultdict(list)
@@ -280,20 +300,23 @@ def compile_host(
             T.INT_OUT, T.PRIO_COPY, {"in_port": str(ports[pid].ofport)}, group, patch))
     for net, group in in_by_net.items():
         reg = {T.REG_NET: f"{net:#x}"}
-        by_mac: dict[str, list[_Tap]] = defaultdict(list)
+        by_src: dict[str, list[_Tap]] = defaultdict(list)
         for tap in group:
-            by_mac[ports[tap.source].mac.lower()].append(tap)
-        for mac, g in by_mac.items():
+            by_src[tap.source].append(tap)
+        fan_out: list[str] = []
+        for pid, g in sorted(by_src.items(), key=lambda kv: ports[kv[0]].ofport):
+            p = ports[pid]
+            # Unicast delivered to the port: its MAC in its network.
             flows[BR_INT].update(_group_flows(
-                T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": mac}, g, patch))
-        # Broadcast/multicast is delivered to every port of the network except the sender.
-        flows[BR_INT].update(_group_flows(
-            T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": MULTICAST}, group, patch))
-        for pid in sorted({t.source for t in group}):
-            others = [t for t in group if t.source != pid]
-            flows[BR_INT].update(_group_flows(
-                T.INT_IN, T.PRIO_IN_EXCLUDE,
-                {**reg, "in_port": str(ports[pid].ofport), "dl_dst": MULTICAST}, others, patch))
+                T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": p.mac.lower()}, g, patch))
+            # Broadcast/multicast is delivered to every port of the network but its sender.
+            port_reg = {T.REG_PORT: f"{p.ofport:#x}"}
+            flows[BR_INT].update(_group_flows(T.INT_IN_BCAST, T.PRIO_COPY, port_reg, g, patch))
+            flows[BR_INT].add(Flow.make(T.INT_IN_BCAST, T.PRIO_IN_EXCLUDE,
+                                        {**port_reg, "in_port": str(p.ofport)}, "drop"))
+            fan_out += [set_reg(T.REG_PORT, p.ofport), resubmit(T.INT_IN_BCAST)]
+        flows[BR_INT].add(Flow.make(
+            T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": MULTICAST}, ",".join(fan_out)))
 
     # --- br-int table 0 hooks: send tapped traffic through OUT/IN, then continue ---------------
     for p in sorted(ports.values(), key=lambda p: p.ofport):

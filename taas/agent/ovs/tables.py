@@ -11,11 +11,15 @@ CANARY_TABLE = 250
 
 # Registers used on br-int (scratch, inside a clone so the L2 pipeline never sees them).
 REG_NET = "reg12"  # the local VLAN of the frame's network (its network context)
+REG_PORT = "reg13"  # IN_BCAST: the ofport of the source port whose ingress copies are made
 
 # br-int
 INT_CLASSIFY = 0  # hook: ports of tapped networks, delivery from br-tap
 INT_OUT = 210  # egress mirroring: frames a source port sends, by in_port
 INT_IN = 211  # ingress mirroring: frames delivered to a source port, by (network, dl_dst)
+INT_IN_BCAST = 212  # ingress mirroring of broadcast/multicast, one source port at a time
+# A broadcast visits every IN-mirrored port of its network (OVS caps resubmits per packet).
+MAX_IN_PORTS_PER_NETWORK = 1000
 
 # br-tap: one table
 TAP_CLASSIFY = 0
@@ -31,7 +35,7 @@ PRIO_TAP = 300  # br-tap forwarding of copies
 PRIO_TUN = 300  # br-tun: copies to/from VXLAN
 PRIO_TUN_DROP = 290  # br-tun: anything else from patch-tun-tap
 PRIO_COPY = 100  # br-int OUT/IN tables; +1 for vlan_filter pieces
-PRIO_IN_EXCLUDE = 110  # IN table: broadcast from the source itself (not delivered to it)
+PRIO_IN_EXCLUDE = 110  # IN_BCAST: broadcast from the source itself (not delivered to it)
 
 # Names of the taas patch ports (ours; the br-int <-> br-tun patch is the L2 agent's, found
 # through OVSDB by its peer).
