@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from taas.agent.client import ServerClient, ServerError
@@ -113,7 +113,7 @@ class Agent:
         self._desired: DesiredState | None = None
         self._desired_version = 0
         self._desired_received_at = 0.0
-        self._reset_pending = True  # the first pass runs driver.setup()
+        self._reset_pending = True  # the first pass checks the switch (setup if needed)
         self._ports_dirty_since: float | None = None  # uplink: port set not yet sent
         self._report: HostReport | None = None
         self._report_dirty = False
@@ -229,6 +229,7 @@ class Agent:
     def _converge_loop(self) -> None:
         cfg = self.config
         done_desired = done_ports = -1
+        synced_content: DesiredState | None = None
         failures = 0
         retry_at = 0.0
         now = time.monotonic()
@@ -268,10 +269,17 @@ class Agent:
             reason = ""
             try:
                 if reset:
+                    # Start-up or OVSDB reconnection: set up only a switch that lost its
+                    # canary. Re-running setup on an intact switch would rewrite its static
+                    # flows; the sync below repairs anything else.
                     t0 = time.monotonic()
-                    self.driver.setup()
-                    LOG.info("switch set up in %.1f ms", (time.monotonic() - t0) * 1000)
-                    reason = "setup"
+                    if self.driver.switch_was_reset():
+                        self.driver.setup()
+                        LOG.info("switch set up in %.1f ms", (time.monotonic() - t0) * 1000)
+                        reason = "setup"
+                    else:
+                        LOG.info("switch intact (canary in place): no setup needed")
+                        reason = "check"
                 elif now >= next_reset_check:
                     next_reset_check = now + cfg.reset_check_interval
                     if self.driver.switch_was_reset():
@@ -293,8 +301,18 @@ class Agent:
                     reason = reason or "periodic"
                 if not reason:
                     continue
-                self._sync(desired, ports, reason,
-                           received_at if desired_version != done_desired else None)
+                content = replace(desired, revision=0)
+                if (reason == "desired state" and ports_version == done_ports
+                        and content == synced_content and self._held_report is not None):
+                    # The revision is global: most bumps change nothing for this host. The
+                    # periodic diff still guards the switch; only the report moves on.
+                    self._held_report = replace(self._held_report, revision=desired.revision)
+                    self._queue_report(self._held_report)
+                    LOG.debug("revision %d: nothing changed for this host", desired.revision)
+                else:
+                    self._sync(desired, ports, reason,
+                               received_at if desired_version != done_desired else None)
+                    synced_content = content
                 done_desired, done_ports = desired_version, ports_version
                 failures = 0
                 retry_at = 0.0

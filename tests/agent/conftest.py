@@ -273,7 +273,7 @@ class FakeDriver:
 
     flows: set[tuple[str, str]] = field(default_factory=set)
     taas_ids: set[int] = field(default_factory=set)
-    reset: bool = False
+    reset: bool = True  # a fresh switch has no canary
     fail: int = 0  # the next N calls to sync raise
     setups: int = 0
     calls: list[tuple[int, int, int, int]] = field(default_factory=list)  # rev, nports, +, -

@@ -153,6 +153,7 @@ def test_restart_with_nothing_changed_rewrites_nothing(
     first.stop()
     assert fake_driver.flows  # stop leaves the flows in place
     n = len(fake_driver.calls)
+    setups = fake_driver.setups
 
     second = make_agent(fake_server, fake_driver)
     second.start()
@@ -163,6 +164,7 @@ def test_restart_with_nothing_changed_rewrites_nothing(
         time.sleep(0.5)
         assert all(a == 0 and r == 0 for _, _, a, r in fake_driver.calls[n:])
         assert all(len(p) == 2 for p in fake_driver.sync_ports[n:])  # never with no ports
+        assert fake_driver.setups == setups  # canary intact: setup would rewrite static flows
     finally:
         second.stop()
 
@@ -215,3 +217,23 @@ def test_reports_and_ports_are_resent_at_each_heartbeat(
     assert len(fake_server.heartbeats) >= 3
     assert len(fake_server.reports) > n_reports
     assert fake_server.port_calls > n_ports
+
+
+def test_revision_bump_without_change_for_this_host_skips_the_switch(
+        fake_server: FakeServer, fake_driver: FakeDriver) -> None:
+    agent = make_agent(fake_server, fake_driver, resync_interval=0, reset_check_interval=60)
+    agent.start()
+    try:
+        agent.set_ports({P1.port_id: P1, P2.port_id: P2})
+        fake_server.set_state(state())
+        wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+        n = len(fake_driver.calls)
+        rev = fake_server.set_state(state())  # another host's change: same content, new rev
+        wait_for(lambda: fake_server.last_report(HOST).revision == rev)
+        time.sleep(0.2)
+        assert fake_driver.calls[n:] == []
+        assert statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"}
+        fake_server.set_state(state(flows=2))  # a real change is still applied
+        wait_for(lambda: statuses(fake_server).get("tf-1") == "ACTIVE")
+    finally:
+        agent.stop()
