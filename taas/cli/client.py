@@ -26,6 +26,7 @@ class ResourceKind:
     plural: str  # body key of a list: {"tap_services": [...]}
     path: str  # collection path
     label: str  # what users call it, for messages
+    name_field: str = "name"  # the field that names it (agents are named by host)
 
     def item_path(self, resource_id: str) -> str:
         return f"{self.path}/{resource_id}"
@@ -39,7 +40,7 @@ KINDS: dict[str, ResourceKind] = {
                                "tap mirror"),
     "network": ResourceKind("network", "networks", "/v2.0/networks", "network"),
     "port": ResourceKind("port", "ports", "/v2.0/ports", "port"),
-    "agent": ResourceKind("agent", "agents", "/v2.0/taas-agents", "agent"),
+    "agent": ResourceKind("agent", "agents", "/v2.0/agents", "agent", name_field="host"),
 }
 
 
@@ -180,9 +181,9 @@ class Client:
                 return self.get(kind, name_or_id)
             except NotFound:
                 pass
-        matches = self.list(kind, name=name_or_id)
+        matches = self.list(kind, **{k.name_field: name_or_id})
         # Guard against a server that ignores the filter.
-        matches = [m for m in matches if m.get("name") == name_or_id]
+        matches = [m for m in matches if m.get(k.name_field) == name_or_id]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

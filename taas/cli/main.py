@@ -13,7 +13,7 @@ from taas.cli.client import DEFAULT_URL, KINDS, Client, TaasError
 from taas.cli.output import FORMATS, render_list, render_one
 
 # Columns of `list` (and the order of table output); -c can pick any field.
-LIST_COLUMNS: dict[str, list[str] | None] = {
+LIST_COLUMNS: dict[str, list[str]] = {
     "tap_service": ["id", "project_id", "name", "port_id", "status"],
     "tap_flow": ["id", "project_id", "name", "source_port", "tap_service_id", "direction",
                  "vlan_filter", "status"],
@@ -21,7 +21,7 @@ LIST_COLUMNS: dict[str, list[str] | None] = {
                    "mirror_type", "status"],
     "network": ["id", "name", "project_id", "provider:segmentation_id"],
     "port": ["id", "name", "network_id", "mac_address", "binding:host_id", "project_id"],
-    "agent": None,  # every field the server reports
+    "agent": ["id", "host", "alive", "configurations", "heartbeat_timestamp"],
 }
 
 
@@ -423,10 +423,14 @@ def agent() -> None:
 
 
 @agent.command("list")
+@click.option("--host", default=None, help="Only the agent of this host.")
 @output_options
-def agent_list(fmt: str, columns: tuple[str, ...]) -> None:
+def agent_list(host: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """List agents, their tunnel IPs and liveness."""
-    _list("agent", _client().list("agent"), fmt, columns)
+    _list("agent", _client().list("agent", host=host), fmt, columns)
+
+
+add_show_update_delete(agent, "agent", updatable=False)
 
 
 def main() -> None:

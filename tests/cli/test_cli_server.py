@@ -212,16 +212,21 @@ def test_env_vars_and_options(taas: Any, inventory: dict[str, Any]) -> None:
     assert taas.run("network", "show", net_id, as_="b-member", check=False).code != 0
 
 
-def test_agent_list(taas: Any, server: Any) -> None:
+def test_agent_commands(taas: Any, server: Any) -> None:
     assert taas.json("agent", "list") == []
-    # An agent registers through the agent API; the CLI then lists it.
+    # An agent registers through the agent API; the CLI then lists, shows and deletes it.
     r = httpx.put(f"{server.url}/v2.0/taas-agents/cli-hv1",
                   json={"agent": {"tunnel_ip": "172.31.9.1"}},
                   headers={"X-Auth-Token": server.tokens["service"]})
     assert r.status_code == 200, r.text
     agents = taas.json("agent", "list")
-    assert [(a["host"], a["tunnel_ip"]) for a in agents] == [("cli-hv1", "172.31.9.1")]
-    assert "cli-hv1" in taas.run("agent", "list").out
+    assert [(a["host"], a["configurations"]["tunnel_ip"], a["alive"]) for a in agents] == [
+        ("cli-hv1", "172.31.9.1", True)]
+    table = taas.run("agent", "list").out
+    assert "cli-hv1" in table and "tunnel_ip=172.31.9.1" in table
+    assert taas.json("agent", "show", "cli-hv1")["id"] == agents[0]["id"]
+    taas.run("agent", "delete", "cli-hv1")
+    assert taas.json("agent", "list") == []
 
 
 def test_tap_service_limit_is_reported(make_taas: Any) -> None:
