@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,11 +47,43 @@ def test_networks_and_ports(admin: Any, member: Any, other: Any,
         admin.network.get_port(extra.id)
 
 
-def test_version_discovery_with_auth_none(server: Any, inventory: dict[str, Any]) -> None:
-    """auth_type none: openstacksdk discovers /v2.0 from the server's root document."""
-    conn = openstack.connect(auth_type="none", auth={"endpoint": server.url + "/"})
-    names = {p.name for p in conn.network.ports()}
-    assert set(inventory["ports"]) <= names
+@pytest.fixture
+def notused_server(server: Any) -> Iterator[Any]:
+    """A second taas-server on the same database whose tokens file knows "notused".
+
+    With auth_type none, keystoneauth sends the fixed token `X-Auth-Token: notused`; a
+    deployment without Keystone maps that token to an identity like any other token.
+    """
+    from taas.testing.server import ServerProcess
+
+    srv = ServerProcess(server.db_url, None, {})
+    try:
+        tokens_file = srv.workdir / "tokens.json"
+        data = json.loads(tokens_file.read_text())
+        data["tokens"]["notused"] = {"project_id": PROJECT, "roles": ["member"]}
+        tokens_file.write_text(json.dumps(data))
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+def test_auth_none_discovers_the_endpoint(notused_server: Any,
+                                          inventory: dict[str, Any]) -> None:
+    """auth_type none: openstacksdk GETs / and follows the v2.0 link, no token of ours."""
+    conn = openstack.connect(auth_type="none", auth={"endpoint": notused_server.url + "/"})
+    ports = inventory["ports"]
+    assert set(ports) <= {p.name for p in conn.network.ports()}
+    ts = conn.network.create_tap_service(port_id=ports["sdk-mon"].id, name="sdk-none-ts")
+    try:
+        assert ts.project_id == PROJECT
+        flow = conn.network.create_tap_flow(tap_service_id=ts.id, direction="IN",
+                                            source_port=ports["sdk-vm1"].id)
+        assert [f.id for f in conn.network.tap_flows()] == [flow.id]
+        assert conn.network.find_tap_service("sdk-none-ts").id == ts.id
+    finally:
+        conn.network.delete_tap_service(ts)
+    assert conn.network.find_tap_service(ts.id) is None
 
 
 def test_tap_service_crud(member: Any, other: Any, inventory: dict[str, Any]) -> None:
