@@ -1,0 +1,20 @@
+"""Data-plane tests: the OVS driver on a real lab (real OVS, real packets, no server/agent)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from taasdp import Taas
+
+from taas.lab.core import Lab
+from taas.lab.pytest_plugin import fresh_lab, lab, lab_factory, lab_session  # noqa: F401
+
+
+@pytest.fixture
+def taas(lab: Lab) -> Iterator[Taas]:  # noqa: F811
+    t = Taas(lab)
+    try:
+        yield t
+    finally:
+        t.close()
