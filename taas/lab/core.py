@@ -571,6 +571,21 @@ class Lab:
             flows = Path(h.run_dir, f"{b}.l2flows").read_text()
             self.ovs(h.name, ["ovs-ofctl", "add-flows", b, "-"], input=flows)
             self.ovs(h.name, ["ovs-appctl", "fdb/flush", b], check=False)
+        self._tunnel_neighbors(h)
+
+    def _tunnel_neighbors(self, h: Host) -> None:
+        """Give OVS's userspace tunnel code the underlay MAC of every other host and collector.
+
+        OVS only learns them by snooping ARP on br-phy, and drops the packet that triggers its
+        own ARP request: the first mirrored or tunnelled frame would be lost. Entries still age
+        out (3600 s at most on OVS 3.1); `reset()` refreshes them."""
+        ctl = h.vswitchd_ctl()
+        run(["ovs-appctl", "-t", ctl, "tnl/neigh/aging", "3600"])
+        peers = [(o["tunnel_ip"], o["underlay_mac"]) for o in self.state["hosts"]
+                 if o["name"] != h.name and o.get("underlay_mac")]
+        peers += [(c["ip"], c["mac"]) for c in self.state.get("collectors", []) if c.get("mac")]
+        for ip, mac in peers:
+            run(["ovs-appctl", "-t", ctl, "tnl/neigh/set", "br-phy", ip, mac])
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> str:
@@ -708,6 +723,10 @@ def _initial_state(plan: specmod.Plan, state_file: Path) -> dict[str, Any]:
     }
 
 
+def _link_mac(netns: str, dev: str) -> str:
+    return json.loads(run(["ip", "-n", netns, "-j", "link", "show", "dev", dev]))[0]["address"]
+
+
 _NO_IPV6 = ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
             "net.ipv6.conf.default.disable_ipv6=1"]
 
@@ -747,9 +766,11 @@ class _Builder:
             futs = [ex.submit(self._host_ovs, h) for h in self.s["hosts"]]
             for f in futs:
                 f.result()
-            futs = [ex.submit(self._warm_up, h) for h in self.s["hosts"]]
-            for f in futs:
-                f.result()
+            for h in self.s["hosts"]:
+                h["underlay_mac"] = _link_mac(h["netns"], "br-phy")
+            for c in self.s["collectors"]:
+                c["mac"] = _link_mac(c["netns"], "eth0")
+            list(ex.map(self.lab._tunnel_neighbors, self.lab.hosts))
         self.s["build_seconds"] = round(time.monotonic() - t0, 3)
         self.log(f"lab {self.s['name']} up in {self.s['build_seconds']}s")
 
@@ -803,6 +824,10 @@ class _Builder:
             c += ["--", "add-br", b, "--", "set", "Bridge", b, "datapath_type=netdev",
                   "fail_mode=secure", f"protocols={OF_PROTOCOLS}",
                   f"external_ids:taas-lab={self.s['name']}"]
+        # A fixed MAC for br-phy: OVS would otherwise pick one from its ports and may change
+        # it, invalidating the tunnel neighbour entries the other hosts hold.
+        ul_mac = "02:00:" + ":".join(f"{int(o):02x}" for o in h["tunnel_ip"].split("."))
+        c += ["--", "set", "Bridge", "br-phy", f"other_config:hwaddr={ul_mac}"]
         c += ["--", "add-port", "br-phy", "phy0"]
         c += ["--", "add-port", "br-int", "patch-tun", "--", "set", "Interface", "patch-tun",
               "type=patch", "options:peer=patch-int", "ofport_request=1"]
@@ -879,15 +904,6 @@ class _Builder:
             "br-tun": "\n".join(t) + "\n",
             "br-phy": f"{ck},table=0,priority=0,actions=NORMAL\n",
         }
-
-    def _warm_up(self, h: dict[str, Any]) -> None:
-        """Resolve every other host's underlay MAC now: OVS's userspace tunnel code learns it
-        by snooping ARP on br-phy, and would drop the first tunnelled packets otherwise."""
-        ips = [x["tunnel_ip"] for x in self.s["hosts"] if x["name"] != h["name"]]
-        if not ips:
-            return
-        script = "; ".join(f"ping -c1 -W2 -q {ip} >/dev/null &" for ip in ips) + " wait"
-        run(netns_cmd(h["netns"], ["sh", "-c", script]), check=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,6 +101,13 @@ def test_lab_looks_like_a_neutron_node(lab: Lab) -> None:
             opts = lab.ovs(h.name, ["ovs-vsctl", "get", "Interface", port, "options"])
             assert f'remote_ip="{ip}"' in opts and 'key=flow' in opts
             assert lab.ofport(h.name, port) == h.ofports["br-tun"][port]
+        # Userspace tunnelling knows every peer's underlay MAC (no first-packet loss).
+        neigh = lab.ovs(h.name, ["ovs-appctl", "tnl/neigh/show"])
+        for o in lab.state["hosts"]:
+            if o["name"] != h.name:
+                assert o["tunnel_ip"] in neigh and o["underlay_mac"] in neigh
+        for c in lab.state["collectors"]:
+            assert c["ip"] in neigh and c["mac"] in neigh
         t4 = " ".join(lab.dump_flows(h.name, "br-tun", "table=4"))
         t22 = " ".join(lab.dump_flows(h.name, "br-tun", "table=22"))
         for net_id, vlan in h.local_vlans.items():
