@@ -174,3 +174,167 @@ def test_tap_mirror_gre_and_erspan_reach_the_collector(lab: Lab, taas: Taas) -> 
     for h in lab.hosts:
         ports = lab.ovs(h.name, ["ovs-vsctl", "list-ports", "br-tap"]).split()
         assert sorted(ports) == ["patch-tap-int", "patch-tap-tun"]
+
+
+def _foreign_flows(lab: Lab, host: str) -> dict[str, list[str]]:
+    """Every flow on the host's shared bridges that is not taas's (stats stripped)."""
+    out = {}
+    for br in ("br-int", "br-tun"):
+        lines = lab.ovs(host, ["ovs-ofctl", "--no-stats", "dump-flows", br]).splitlines()
+        out[br] = sorted(ln.strip() for ln in lines
+                         if "actions=" in ln and f"cookie={T.COOKIE:#x}" not in ln)
+    return out
+
+
+def _synthetic_flows(taas: Taas, n: int, monitor: str = "mon") -> dict[str, object]:
+    """n OUT/IN/BOTH tap flows of absent ports (OpenFlow accepts in_port numbers of absent
+    ports) on host1, into 10 services, as LocalPorts to add to the real ones."""
+    from taas.agent.ovs.driver import LocalPort
+    from taas.common.desired_state import PortFacts, TapFlowState
+
+    ports, facts = {}, {}
+    net = taas.lab.vm(monitor).network_id
+    for s in range(10):
+        taas.service(f"syn-s{s}", monitor, 3950 + s)
+    for i in range(n):
+        pid = f"syn-port-{i}"
+        mac = f"fa:16:3f:00:{i >> 8:02x}:{i & 255:02x}"
+        ports[pid] = LocalPort(pid, 1000 + i, 100 + i % 50, mac, f"syn{i}")
+        facts[pid] = PortFacts(pid, net, ports[pid].mac, 100, "host1")
+        taas.flows[f"syn-f{i}"] = TapFlowState(f"syn-f{i}", "p", f"syn-s{i % 10}", pid,
+                                               ("OUT", "IN", "BOTH")[i % 3], None)
+    return {"ports": ports, "facts": facts}
+
+
+def test_idempotent_small_diffs_resync_and_foreign_flows_untouched(lab: Lab, taas: Taas) -> None:
+    from dataclasses import replace as dc_replace
+
+    from taasdp import local_ports
+
+    before = _foreign_flows(lab, "host1")
+    syn = _synthetic_flows(taas, 300)
+    drv = taas.drivers["host1"]
+    ports = {**local_ports(lab, "host1"), **syn["ports"]}  # type: ignore[dict-item]
+
+    def state():  # noqa: ANN202
+        st = taas.state("host1")
+        return dc_replace(st, ports={**st.ports, **syn["facts"]},  # type: ignore[dict-item]
+                          tap_flows=tuple(taas.flows.values()))
+
+    first = drv.sync(state(), ports)
+    total = len(lab.dump_flows("host1", "br-int", f"cookie={T.COOKIE:#x}/-1"))
+    assert first.added > 600 and first.removed == 0
+    dump1 = {b: drv.of[b].dump() for b in drv.of}
+    again = drv.sync(state(), ports)
+    assert (again.added, again.removed) == (0, 0)  # the switch agrees with the compiler
+    assert {b: drv.of[b].dump() for b in drv.of} == dump1
+    # 1% change: three tap flows go -> only their flows change
+    for i in (3, 4, 5):
+        del taas.flows[f"syn-f{i}"]
+    small = drv.sync(state(), ports)
+    assert 0 < small.added + small.removed <= 0.03 * total, (small, total)
+    # Someone deletes taas flows (but not the canary): the next sync puts back exactly those.
+    out_table = [f for f in drv.of["int"].dump() if f.table == T.INT_OUT]
+    lab.ovs("host1", ["ovs-ofctl", "del-flows", "br-int", f"cookie={T.COOKIE:#x}/-1,table=210"])
+    assert not drv.switch_was_reset()
+    fix = drv.sync(state(), ports)
+    assert (fix.added, fix.removed) == (len(out_table), 0)
+    # The L2 agent wipes everything of ours: the canary says so, setup + sync restore.
+    for br in ("br-int", "br-tun", "br-tap"):
+        lab.ovs("host1", ["ovs-ofctl", "del-flows", br, f"cookie={T.COOKIE:#x}/-1"])
+    assert drv.switch_was_reset()
+    drv.setup()
+    assert drv.sync(state(), ports).removed == 0
+    assert not drv.switch_was_reset()
+    # Never a foreign flow touched; removing all taas state leaves only the static flows.
+    assert _foreign_flows(lab, "host1") == before
+    taas.flows.clear()
+    taas.services.clear()
+    drv.sync(taas.state("host1"), local_ports(lab, "host1"))
+    left = lab.dump_flows("host1", "br-int", f"cookie={T.COOKIE:#x}/-1")
+    assert len(left) == 2  # the drop of patch-int-tap and the canary
+    assert _foreign_flows(lab, "host1") == before
+
+
+def _restart_vswitchd(lab: Lab, host: str) -> None:
+    """Kill ovs-vswitchd of a lab host and start it again as the lab does; then put back what
+    the L2 agent and the host would (the lab's L2 flows, br-phy's address)."""
+    import os
+    import time
+
+    from taas.lab.sh import kill_pids, netns_cmd, read_pidfile, run
+
+    h = lab.host(host)
+    rd = h.run_dir
+    pid = read_pidfile(f"{rd}/ovs-vswitchd.pid")
+    assert pid
+    kill_pids([pid])
+    env = {**os.environ, "OVS_RUNDIR": rd, "OVS_DBDIR": rd, "OVS_LOGDIR": rd,
+           "OVS_PKGDATADIR": "/usr/share/openvswitch"}
+    run(netns_cmd(h.netns, ["ovs-vswitchd", h.ovsdb, f"--pidfile={rd}/ovs-vswitchd.pid",
+                            f"--log-file={rd}/ovs-vswitchd.log", "--detach", "--no-chdir",
+                            "-vconsole:off", "-vsyslog:off"]), env=env)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(f"{rd}/br-int.mgmt") or not os.path.exists(f"{rd}/br-tun.mgmt"):
+        assert time.monotonic() < deadline, "ovs-vswitchd did not come back"
+        time.sleep(0.05)
+    for b in ("br-int", "br-tun", "br-phy"):
+        lab.ovs(host, ["ovs-ofctl", "add-flows", b, "-"],
+                input=open(f"{rd}/{b}.l2flows").read())
+    run(["ip", "-n", h.netns, "addr", "replace", f"{h.tunnel_ip}/24", "dev", "br-phy"])
+    run(["ip", "-n", h.netns, "link", "set", "br-phy", "up"])
+
+
+def test_ovs_restart_detected_and_restored(lab: Lab, taas: Taas) -> None:
+    prime(lab)
+    plan = [("vm1", "vm3", None, frame(lab, "vm1", "vm3", "r1")),
+            ("vm2", BCAST, None, frame(lab, "vm2", BCAST, "r2"))]
+    baseline = observe(lab, [(s, f) for s, _, _, f in plan])
+    taas.service("S1", "mon", 3901)
+    taas.flow("f1", "S1", "vm1", "OUT")
+    taas.flow("f2", "S1", "vm2", "IN")
+    taas.sync()
+    assert not any(d.switch_was_reset() for d in taas.drivers.values())
+    _restart_vswitchd(lab, "host1")
+    drv = taas.drivers["host1"]
+    assert drv.switch_was_reset()
+    assert not taas.drivers["host2"].switch_was_reset()
+    drv.setup()
+    taas.sync()
+    assert not drv.switch_was_reset()
+    prime(lab)
+    check(lab, taas, plan, baseline)
+
+
+def test_remote_copies_go_only_to_the_destination_host(lab_factory) -> None:  # noqa: ANN001
+    lab3: Lab = lab_factory(hosts=3)
+    by_host: dict[str, list[str]] = {}
+    for v in lab3.vms:
+        by_host.setdefault(v.host, []).append(v.name)
+    h_src, h_dst, h_other = (h.name for h in lab3.hosts)
+    src, mon = by_host[h_src][0], by_host[h_dst][0]
+    t = Taas(lab3)
+    try:
+        prime(lab3)
+        t.service("S1", mon, 3901)
+        t.flow("f1", "S1", src, "BOTH")
+        t.sync()
+        frames = [frame(lab3, src, BCAST, f"flood{i}") for i in range(5)]
+        vxlan = "udp port 4789 and dst host {}"
+        with lab3.captures({h_dst: ("phy0", vxlan.format(lab3.host(h_dst).tunnel_ip)),
+                            h_other: ("phy0", vxlan.format(lab3.host(h_other).tunnel_ip)),
+                            mon: (None, None)}) as caps:
+            lab3.send_frames(src, frames)
+
+        def taas_vnis(fs: list[bytes]) -> list[int]:
+            vnis = [int.from_bytes(f[46:49], "big") for f in fs if len(f) > 50]
+            return [v for v in vnis if v >= 16_000_000]
+
+        assert taas_vnis(caps[h_dst].frames) == [16_003_901] * 5
+        assert taas_vnis(caps[h_other].frames) == []  # tenant floods reach it, copies never
+        assert len(caps[h_other].frames) >= 5  # (it does see the tenant broadcast)
+        got = Counter(f for f in caps[mon].frames if f in frames)
+        tenant = int(lab3.vm(mon).network_id == lab3.vm(src).network_id)
+        assert got == Counter({f: tenant + 1 for f in frames})  # (tenant broadcast) + one copy
+    finally:
+        t.close()
