@@ -173,8 +173,8 @@ class Lab:
         data = specmod.load_spec(spec)
         if hosts is not None:
             data = specmod.spread(data, hosts)
-        plan = specmod.resolve(data, name)
         destroy(name)  # leftovers of an earlier lab with this name (crashed creator)
+        plan = specmod.resolve(data, name, _underlays_in_use())
         sf = Path(state_file) if state_file else default_state_file(name)
         lab = cls(_initial_state(plan, sf), sf)
         if autoclean:
@@ -522,14 +522,20 @@ class Lab:
 
     # -- reset -------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Back to the state right after `up` (see docs/lab.md "Reset contract"): agents
-        stopped, server registration forgotten, every bridge but br-int/br-tun/br-phy deleted,
-        every port the lab did not make deleted, Mirrors cleared, each lab bridge's flow table
-        replaced by the lab's own L2 flows (so every flow with another cookie is gone), MAC
-        tables flushed, VM ports restored (tag, external_ids)."""
+        """Back to the state right after `up` (docs/lab.md, "Reset contract"): agents stopped,
+        server registration forgotten, processes in VMs/collectors killed, every bridge but
+        br-int/br-tun/br-phy deleted, every port the lab did not make deleted, Mirrors cleared,
+        every flow whose cookie is not the L2 cookie deleted and the L2 flows re-added, MAC
+        tables flushed, VM ports' tag/external_ids restored, tunnel neighbours refreshed."""
         if self.state.get("agents"):
             self.stop_agents()
         self.state.pop("server", None)
+        # Whatever a test left running in a VM or collector (servers, captures).
+        pids: set[int] = set()
+        for ns in [v.netns for v in self.vms] + [c.netns for c in self.collectors]:
+            out = run(["ip", "netns", "pids", ns], check=False)
+            pids |= {int(p) for p in out.split() if p.isdigit()}
+        kill_pids(pids)
         with ThreadPoolExecutor(max_workers=len(self.hosts)) as ex:
             list(ex.map(self._reset_host, self.hosts))
         self.save()
@@ -555,12 +561,18 @@ class Lab:
                     cmds += ["--", "--if-exists", "del-port", name_, pn]
         for b in LAB_BRIDGES:
             cmds += ["--", "clear", "Bridge", b, "mirrors"]
-        for v in self.vms_on(h.name):
-            cmds += ["--", "set", "Port", v.host_interface, f"tag={v.local_vlan}",
-                     "--", "set", "Interface", v.host_interface,
-                     f"external_ids:iface-id={v.port_id}", f"external_ids:attached-mac={v.mac}",
-                     "external_ids:iface-status=active"]
+        vm_states = [v for v in self.state["vms"] if v["host"] == h.name]
+        for v in vm_states:  # re-plug (if a test unplugged it) and restore tag/external_ids
+            cmds += _vm_port_cmd(v, v["ofport"])
         self.ovs(h.name, ["ovs-vsctl", *cmds])
+        now = json.loads(self.ovs(h.name, ["ovs-vsctl", "--format=json", "--",
+                                           "--columns=name,ofport", "list", "Interface"]))
+        ofp = {r[0]: r[1] for r in now["data"]}
+        broken = {p: (n, ofp.get(p)) for p, n in hd["ofports"]["br-int"].items()
+                  if ofp.get(p) != n}
+        if broken:
+            raise RuntimeError(f"lab {self.name} host {h.name}: cannot restore br-int ports "
+                               f"{broken} (expected, actual ofport); use a fresh lab")
         for b in LAB_BRIDGES:
             # Delete by each foreign cookie, then re-add the L2 flows (restores any the test
             # changed or deleted) in the same form as `up` installed them.
@@ -723,6 +735,16 @@ def _initial_state(plan: specmod.Plan, state_file: Path) -> dict[str, Any]:
     }
 
 
+def _vm_port_cmd(v: dict[str, Any], ofport: int) -> list[str]:
+    """ovs-vsctl args plugging a VM's tap into br-int the way Nova/os-vif does (fixed ofport:
+    `reset()` can re-plug it under the same number)."""
+    t = v["host_interface"]
+    return ["--", "--may-exist", "add-port", "br-int", t, "--", "set", "Port", t,
+            f"tag={v['local_vlan']}", "--", "set", "Interface", t, f"ofport_request={ofport}",
+            f"external_ids:iface-id={v['port_id']}", f"external_ids:attached-mac={v['mac']}",
+            "external_ids:iface-status=active", f"external_ids:vm-uuid={v['device_id']}"]
+
+
 def _link_mac(netns: str, dev: str) -> str:
     return json.loads(run(["ip", "-n", netns, "-j", "link", "show", "dev", dev]))[0]["address"]
 
@@ -840,12 +862,8 @@ class _Builder:
             c += ["--", "add-port", "br-tun", pn, "--", "set", "Interface", pn, "type=vxlan",
                   f"options:remote_ip={o['tunnel_ip']}", f"options:local_ip={h['tunnel_ip']}",
                   "options:key=flow", f"ofport_request={i}"]
-        for v in vms:
-            t = v["host_interface"]
-            c += ["--", "add-port", "br-int", t, f"tag={v['local_vlan']}", "--", "set",
-                  "Interface", t, f"external_ids:iface-id={v['port_id']}",
-                  f"external_ids:attached-mac={v['mac']}", "external_ids:iface-status=active",
-                  f"external_ids:vm-uuid={v['device_id']}"]
+        for i, v in enumerate(vms, 2):
+            c += _vm_port_cmd(v, i)
         run(["ovs-vsctl", db, "--timeout=60", *c])  # waits until vswitchd applied it
         out = run(["ovs-vsctl", db, "--format=json", "--", "--columns=name,ofport", "list",
                    "Interface"])
@@ -927,6 +945,14 @@ def _unregister(state: dict[str, Any], timeout: float = 3) -> None:
                 c.delete(f"/v2.0/networks/{n}")
     except Exception:  # noqa: BLE001 - the server may be gone already; nothing to undo then
         pass
+
+
+def _underlays_in_use() -> set[str]:
+    used = set()
+    for sf in LAB_ROOT.glob(f"{LAB_DIR_PREFIX}*/state.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            used.add(json.loads(sf.read_text())["underlay_cidr"])
+    return used
 
 
 def list_labs() -> list[str]:

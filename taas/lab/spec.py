@@ -139,10 +139,19 @@ def spread(spec: dict[str, Any], n_hosts: int) -> dict[str, Any]:
     return spec
 
 
-def underlay_cidr(name: str) -> str:
-    """A /24 in 172.16.0.0/12 derived from the lab name (labs at once get distinct subnets)."""
+def underlay_cidr(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """A /24 in 172.16.0.0/12 derived from the lab name, skipping subnets of running labs.
+
+    Each lab's underlay lives only in its own namespaces, so a clash would be harmless; distinct
+    subnets just keep captures and logs of two labs unambiguous."""
     d = _h("underlay", name)
-    return f"172.{16 + d[0] % 16}.{d[1]}.0/24"
+    k = (d[0] << 8 | d[1]) % 4096
+    for i in range(4096):
+        j = (k + i) % 4096
+        cidr = f"172.{16 + j // 256}.{j % 256}.0/24"
+        if cidr not in taken:
+            return cidr
+    raise SpecError("no free underlay subnet")
 
 
 def _mac(name: str, vm: str, salt: int = 0) -> str:
@@ -150,7 +159,8 @@ def _mac(name: str, vm: str, salt: int = 0) -> str:
     return f"fa:16:3e:{d[0]:02x}:{d[1]:02x}:{d[2]:02x}"
 
 
-def resolve(spec: dict[str, Any], name: str) -> Plan:
+def resolve(spec: dict[str, Any], name: str,
+            taken_underlays: set[str] | frozenset[str] = frozenset()) -> Plan:
     """Validate a spec and fill in every derived value."""
     check_name(name)
     host_names = spec.get("hosts") or []
@@ -165,7 +175,9 @@ def resolve(spec: dict[str, Any], name: str) -> Plan:
             raise SpecError(f"name {obj!r} used twice (hosts, VMs and collectors share names)")
         seen.add(obj)
 
-    net = ipaddress.ip_network(underlay_cidr(name))
+    net = ipaddress.ip_network(spec.get("underlay") or underlay_cidr(name, taken_underlays))
+    if net.prefixlen > 24:
+        raise SpecError("the underlay needs at least a /24")
     hosts = []
     for i, h in enumerate(host_names, 1):
         claim(h, "host")

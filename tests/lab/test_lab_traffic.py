@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 
 import pytest
 
@@ -146,15 +147,23 @@ def test_reset_removes_taas_artefacts_only(lab: Lab) -> None:
     lab.ovs(h, ["ovs-vsctl", "add-br", "br-tap", "--", "set", "Bridge", "br-tap",
                 "datapath_type=netdev", "--", "add-port", "br-int", "patch-int-tap", "--", "set",
                 "Interface", "patch-int-tap", "type=patch", "options:peer=patch-tap-int"])
-    vm1 = lab.vm("vm1")
+    vm1, mon = lab.vm("vm1"), lab.vm("mon")
+    assert vm1.host == mon.host == h
     lab.ovs(h, ["ovs-vsctl", "set", "Port", vm1.host_interface, "tag=99"])
+    lab.ovs(h, ["ovs-vsctl", "del-port", "br-int", mon.host_interface])  # unplugged
+    sleeper = lab.popen("vm1", "sleep 100")
+    t0 = time.monotonic()
     lab.reset()
+    assert time.monotonic() - t0 < 5
+    assert sleeper.poll() is not None
+    assert lab.ofport(h, mon.host_interface) == mon.ofport
     assert sorted(lab.ovs(h, ["ovs-vsctl", "list-br"]).split()) == ["br-int", "br-phy", "br-tun"]
     assert "patch-int-tap" not in lab.ovs(h, ["ovs-vsctl", "list-ports", "br-int"])
     for br in ("br-int", "br-tun"):
         assert all("cookie=0x1," in f for f in lab.dump_flows(h, br))
     assert l2_flows(lab, h, "br-tun") == l2_before
     assert lab.ping("vm1", "vm2", 2).ok and lab.ping("vm1", "mon", 2).ok
+    assert lab.ping("mon", "vm3", 2).ok
 
 
 def test_capture_helpers(lab: Lab) -> None:
