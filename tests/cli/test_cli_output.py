@@ -76,3 +76,16 @@ def test_usage_errors_before_any_request() -> None:
     assert res.exit_code == 2 and "expected IN=ID" in res.output
     res = runner.invoke(cli, [*base, "tap", "service", "update", "x"])
     assert res.exit_code == 2 and "nothing to update" in res.output
+
+
+def test_lab_group_is_loaded_only_when_asked_for() -> None:
+    import sys
+
+    runner = CliRunner()
+    sys.modules.pop("taas.lab.cli", None)
+    res = runner.invoke(cli, ["tap", "service", "--help"])
+    assert res.exit_code == 0 and "taas.lab.cli" not in sys.modules
+    res = runner.invoke(cli, ["--help"])
+    assert res.exit_code == 0 and "lab " in res.output
+    res = runner.invoke(cli, ["lab", "--help"])
+    assert res.exit_code == 0 and "taas.lab.cli" in sys.modules
