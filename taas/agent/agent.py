@@ -21,6 +21,7 @@ An exception in any iteration is logged and the loop goes on (defect 15 of the o
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -63,7 +64,7 @@ class AgentConfig:
     resync_interval: float = 2.0  # full diff against the switch; 0 disables
     debounce: float = 0.05  # port changes arriving together make one report and one sync
     min_backoff: float = 0.2
-    max_backoff: float = 3.0
+    max_backoff: float = 1.0  # a restarted server is noticed within about a second
     error_report_after: int = 3  # consecutive sync failures before resources go ERROR
 
 
@@ -86,7 +87,8 @@ class AgentStats:
 
 
 def _backoff(failures: int, lo: float, hi: float) -> float:
-    return min(hi, lo * (2 ** max(0, failures - 1)))
+    """Exponential, capped, with jitter so that many agents do not retry in lockstep."""
+    return min(hi, lo * (2 ** max(0, failures - 1))) * random.uniform(0.8, 1.0)
 
 
 class Agent:
