@@ -41,7 +41,7 @@ name_opt = click.option("--name", default=None,
                         help="Lab name (default 'lab', or the only lab on this machine).")
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def lab() -> None:
     """A multi-host OVS cloud on this machine (namespaces, one OVS per host, VXLAN)."""
 

@@ -498,6 +498,7 @@ class Lab:
         env = dict(os.environ)
         repo = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        started: list[subprocess.Popen[bytes]] = []
         for h in self.state["hosts"]:
             if hosts is not None and h["name"] not in hosts:
                 continue
@@ -509,7 +510,16 @@ class Lab:
                 p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True, env=env)
             agents.append({"host": h["name"], "pid": p.pid, "log": logf})
+            started.append(p)
         self.save()
+        # Catch an agent that cannot even start (bad arguments, import error) right here.
+        time.sleep(0.2)
+        dead = [(p, a) for p, a in zip(started, agents[-len(started):], strict=True)
+                if p.poll() is not None]
+        if dead:
+            p, a = dead[0]
+            tail = Path(a["log"]).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"taas-agent for {a['host']} exited rc={p.returncode}:\n{tail}")
         return agents
 
     def stop_agents(self, hosts: Sequence[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
@@ -179,3 +180,15 @@ def test_capture_helpers(lab: Lab) -> None:
     with lab.capture(lab.vm("vm2").host, "phy0", bpf="udp port 4789") as ucap:
         assert lab.ping("vm1", "vm2", 2).ok
     assert len(ucap.frames) >= 4
+
+
+def test_collector_on_the_underlay(lab: Lab) -> None:
+    col = lab.collector("col1")
+    assert ipaddress.ip_address(col.ip) in ipaddress.ip_network(lab.state["underlay_cidr"])
+    with lab.capture("col1", bpf="icmp") as cap:
+        for h in lab.hosts:
+            lab.exec(h.name, f"ping -c1 -W2 {col.ip}")  # each host's br-phy reaches it
+    assert len(cap.frames) == 2 * len(lab.hosts)  # requests and replies
+    # Nothing but underlay: the collector has exactly one address and no route beyond it.
+    addrs = lab.exec("col1", "ip -o -4 addr show scope global").stdout
+    assert addrs.count("inet ") == 1 and col.ip in addrs
