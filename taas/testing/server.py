@@ -117,7 +117,8 @@ class ServerProcess:
 
     def client(self, name: str, **kwargs: Any) -> httpx.Client:
         """An httpx client for this server authenticated as identity `name`."""
-        return httpx.Client(base_url=self.url, headers=self.headers(name), timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 90)
+        return httpx.Client(base_url=self.url, headers=self.headers(name), **kwargs)
 
 
 @contextmanager

@@ -98,3 +98,15 @@ def test_postcommit_failure_rolls_the_create_back(api: Api, kind: str) -> None:
     # The same request without the fault succeeds: nothing was left behind.
     r = c.post(f"/v2.0/taas/{kind}s", json={kind: {**body, "name": "ok"}})
     assert r.status_code == 201, r.text
+
+
+def test_parallel_network_creates_get_distinct_segmentation_ids(api: Api) -> None:
+    def create(_: int) -> httpx.Response:
+        with api.server.client("admin") as c:
+            return c.post("/v2.0/networks", json={"network": {"project_id": "project-a"}})
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(create, range(10)))
+    assert [r.status_code for r in results] == [201] * 10, [r.text for r in results]
+    segs = {r.json()["network"]["provider:segmentation_id"] for r in results}
+    assert len(segs) == 10

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from taas.server.db.repositories import ListQuery
 from taas.server.db.session import Database, UnitOfWork
-from taas.server.services.errors import BadRequest, InvalidInput
+from taas.server.services.errors import BadRequest, Conflict, InvalidInput
 
 T = TypeVar("T")
 RESERVED = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"}
@@ -61,13 +63,37 @@ async def read(request: Request, fn: Callable[[Any], T]) -> T:
     return await run_in_threadpool(run)
 
 
+RETRIES = 4
+RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent insert won; the retry sees it and answers with a clean 409
+    if getattr(exc.orig, "sqlstate", None) in RETRY_SQLSTATES:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
 async def write(request: Request, fn: Callable[[UnitOfWork], T]) -> T:
-    """Run `fn(uow)` in a committed unit of work in the threadpool."""
+    """Run `fn(uow)` in a committed unit of work in the threadpool, retrying transactions that
+    lost a race (nothing of a failed attempt was committed, post-commit actions never ran)."""
     db: Database = request.app.state.db
 
     def run() -> T:
-        with db.write() as uow:
-            return fn(uow)
+        for attempt in range(RETRIES):
+            try:
+                with db.write() as uow:
+                    return fn(uow)
+            except DBAPIError as exc:
+                if not _retryable(exc):
+                    raise
+                if attempt == RETRIES - 1:
+                    if isinstance(exc, IntegrityError):
+                        raise Conflict("The request conflicts with a concurrent change") from exc
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     return await run_in_threadpool(run)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -169,6 +169,3 @@ class Agents:
         lifecycle.refresh(uow.session)
         self._changed(uow, agent)
 
-
-def heartbeat_age(agent: Agent) -> datetime:
-    return agent.heartbeat_at
