@@ -326,6 +326,16 @@ BAD_REQUESTS = [
     ("put", "/v2.0/taas-agents/h", {"json": {"agent": []}}),
     ("put", "/v2.0/taas-agents/h/report", {"json": {"report": {"resources": "x"}}}),
     ("patch", TS, {"json": {}}),
+    ("post", TS, {"json": {"tap_service": {"port_id": "PORT", "name": "a\x00b"}}}),
+    ("post", TS, {"content": b"[" * 200000, "headers": {"Content-Type": "application/json"}}),
+    ("post", TS, {"content": b'{"tap_service": {"port_id": NaN}}'}),
+    ("post", TS, {"content": b"x" * (2 * 1024 * 1024)}),
+    ("get", TS, {"params": {"name": "a\x00b"}}),
+    ("get", f"{TS}/a%00b", {}),
+    ("get", "/v2.0/networks", {"params": {"provider:segmentation_id": str(2**70)}}),
+    ("get", f"{TS}/" + "x" * 5000, {}),
+    ("put", "/v2.0/taas-agents/h%00x", {"json": {"agent": {"tunnel_ip": "10.0.0.1"}}}),
+    ("put", "/v2.0/taas-agents/" + "h" * 300, {"json": {"agent": {"tunnel_ip": "10.0.0.1"}}}),
     ("get", "/v2.0/nothing-here", {}),
 ]
 

@@ -32,7 +32,7 @@ async def json_body(request: Request) -> Any:
         raise BadRequest("Request body is empty: a JSON object is required")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"Malformed JSON in request body: {exc}") from None
 
 
@@ -111,9 +111,12 @@ def to_bool(value: str) -> bool:
 
 def to_int(value: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise InvalidInput(f"{value!r} is not an integer") from None
+    if not -(2**31) <= number < 2**31:
+        raise InvalidInput(f"{value!r} is out of range")
+    return number
 
 
 def host_filter(value: str) -> str | None:
@@ -128,6 +131,8 @@ def list_query(request: Request, filters: dict[str, tuple[str, Converter]]) -> L
         if name in RESERVED or name not in filters:
             continue
         column, convert = filters[name]
+        if "\x00" in value:
+            raise InvalidInput(f"filter {name}: NUL characters are not allowed")
         try:
             q.filters.setdefault(column, []).append(convert(value))
         except InvalidInput as exc:

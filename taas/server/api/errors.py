@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taas.server.services.errors import TaasError
@@ -46,6 +47,13 @@ def install_error_handlers(app: FastAPI) -> None:
         type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return neutron_error(exc.status_code, type_, message)
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value (e.g. out of range, NUL byte in a path id): bad input.
+        LOG.info("database refused a value: %s", exc.orig)
+        return neutron_error(400, "InvalidInput", "Invalid value in request",
+                             str(exc.orig).splitlines()[0] if exc.orig else "")
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,8 @@ def string(max_len: int) -> Validator:
             raise InvalidInput(f"'{name}' must be a string, got {_type_name(value)}")
         if len(value) > max_len:
             raise InvalidInput(f"'{name}' is longer than {max_len} characters")
+        if "\x00" in value:
+            raise InvalidInput(f"'{name}' must not contain NUL characters")
         return value
 
     return check
