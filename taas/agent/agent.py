@@ -194,6 +194,8 @@ class Agent:
             try:
                 state = self.client.get_desired_state(revision, self.config.poll_timeout)
             except ServerError as exc:
+                if self._stop.is_set():
+                    return  # stop() aborted the long-poll
                 failures += 1
                 self.stats.server_errors += 1
                 delay = _backoff(failures, self.config.min_backoff, self.config.max_backoff)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import socket
+import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -44,17 +49,26 @@ class ServerClient:
             headers={"X-Auth-Token": token, "Accept": "application/json"},
             timeout=timeout,
         )
-        # A separate connection pool for the long-poll, so that a pending watch never delays
-        # heartbeats or reports.
-        self._watch_http = httpx.Client(
-            base_url=self.base_url,
-            headers={"X-Auth-Token": token, "Accept": "application/json"},
-            timeout=timeout,
-        )
+        # The long-poll has its own connection (a pending watch never delays heartbeats or
+        # reports), on http.client so that close() can abort it at once: a watch left
+        # hanging would hold the server's graceful shutdown for up to its timeout.
+        self._token = token
+        self._url = urlsplit(self.base_url)
+        self._watch_lock = threading.Lock()
+        self._watch_conn: http.client.HTTPConnection | None = None
+        self._closed = False
 
     def close(self) -> None:
         self._http.close()
-        self._watch_http.close()
+        with self._watch_lock:
+            self._closed = True
+            conn, self._watch_conn = self._watch_conn, None
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
 
     def _call(
         self,
@@ -110,9 +124,36 @@ class ServerClient:
         params: dict[str, Any] = {"timeout": int(timeout)}
         if revision is not None:
             params["revision"] = revision
-        body = self._call(self._watch_http, "GET",
-                          f"/v2.0/taas-agents/{self.host}/desired-state",
-                          params=params, timeout=timeout + self.timeout)
+        path = f"{self._url.path.rstrip('/')}/v2.0/taas-agents/{self.host}/desired-state"
+        with self._watch_lock:
+            if self._closed:
+                raise ServerError("client closed")
+            if self._watch_conn is None:
+                cls = (http.client.HTTPSConnection if self._url.scheme == "https"
+                       else http.client.HTTPConnection)
+                self._watch_conn = cls(self._url.hostname or "localhost", self._url.port,
+                                       timeout=self.timeout)
+            conn = self._watch_conn
+        try:
+            conn.timeout = timeout + self.timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
+            conn.request("GET", f"{path}?{urlencode(params)}",
+                         headers={"X-Auth-Token": self._token, "Accept": "application/json"})
+            resp = conn.getresponse()
+            status, data = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            with self._watch_lock:
+                if self._watch_conn is conn:
+                    self._watch_conn = None
+            conn.close()
+            raise ServerError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        if status >= 400:
+            raise ServerError(f"GET {path}: HTTP {status}: {data[:300]!r}", status)
+        try:
+            body = json.loads(data)
+        except ValueError as exc:
+            raise ServerError(f"GET {path}: invalid JSON answer") from exc
         try:
             return DesiredState.from_dict(body["desired_state"])
         except (KeyError, TypeError, ValueError) as exc:
