@@ -166,9 +166,13 @@ class Agent:
         """Port monitor callback (its thread): record, and wake the converger and uplink."""
         with self._cond:
             if ports != self._ports:
-                LOG.info("ports on %s: %s", self.config.host,
-                         ", ".join(f"{p.port_id}@{p.ofport}" for p in sorted(ports.values()))
-                         or "none")
+                old = self._ports or {}
+                gone = sorted(set(old) - set(ports))
+                new = sorted(pid for pid, p in ports.items() if old.get(pid) != p)
+                LOG.info("ports on %s: %d VM ports; new or changed: %s; gone: %s",
+                         self.config.host, len(ports),
+                         ", ".join(f"{pid}@{ports[pid].ofport}" for pid in new) or "-",
+                         ", ".join(gone) or "-")
                 self._ports = ports
                 self._ports_version += 1
                 if self._ports_dirty_since is None:

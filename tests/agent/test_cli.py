@@ -1,0 +1,40 @@
+"""taas-agent's command line: options, defaults, token from the environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from taas.agent.cli import build_parser, main
+
+REQUIRED = ["--host", "h1", "--server", "http://127.0.0.1:9", "--tunnel-ip", "172.31.9.1"]
+
+
+def test_defaults_are_neutrons_and_documented_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAAS_TOKEN", "from-env")
+    args = build_parser().parse_args(REQUIRED)
+    assert (args.integration_bridge, args.tunnel_bridge, args.tap_bridge) == \
+        ("br-int", "br-tun", "br-tap")
+    assert args.token == "from-env"
+    assert (args.report_interval, args.resync_interval, args.reset_check_interval) == \
+        (10.0, 2.0, 1.0)
+    args = build_parser().parse_args([*REQUIRED, "--token", "t", "--ovsdb", "unix:/x/db.sock",
+                                      "--ovs-rundir", "/x", "--integration-bridge", "bi"])
+    assert (args.token, args.ovsdb, args.ovs_rundir, args.integration_bridge) == \
+        ("t", "unix:/x/db.sock", "/x", "bi")
+
+
+def test_token_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAAS_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(REQUIRED)
+    assert exc.value.code == 2
+
+
+def test_module_entry_point_prints_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "taas.agent", "--help"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0
+    assert "--tunnel-ip" in out.stdout and "--resync-interval" in out.stdout
