@@ -10,6 +10,8 @@ tcpdump records at `mon` with kernel timestamps. Each run:
 1. t0 = wall clock; POST /v2.0/taas/tap_flows (source vm1 or vm2, direction OUT);
 2. "flows on switch": the source host's agent logs `synced revision N ... +a -r flows` right
    after its OpenFlow bundle was applied: that log line's time - t0;
+   ("desired state at agent": that line's time minus its "Y ms after receipt": the server's
+   commit and the long-poll answer, without the driver);
 3. "first mirrored packet": the pcap timestamp of the first copy of a source's request that
    arrived at mon after t0 - t0 (includes up to one ping interval of waiting for traffic);
 4. DELETE the tap flow and wait until the agent removed its flows, so that runs are independent.
@@ -38,7 +40,8 @@ from taas.lab.pytest_plugin import unique_name
 from taas.testing.server import run_server
 
 SYNC_LINE = re.compile(r"^(\S+) INFO \[converge\] taas\.agent\.agent: synced revision (\d+) "
-                       r"in ([\d.]+) ms, \+(\d+) -(\d+) flows")
+                       r"in ([\d.]+) ms, \+(\d+) -(\d+) flows \(([^,)]*)(?:, ([\d.]+) ms after "
+                       r"receipt)?")
 
 
 def machine() -> str:
@@ -85,9 +88,9 @@ def is_request(frame: bytes, src: str, dst: str) -> bool:
             frame[30:34] == bytes(map(int, dst.split("."))) and frame[14 + ihl] == 8)
 
 
-def sync_lines(log: Path, offset: int) -> list[tuple[float, int, float, int, int]]:
-    """(wall time, revision, sync ms, added, removed) of the agent's sync lines after
-    ``offset``."""
+def sync_lines(log: Path, offset: int) -> list[tuple[float, int, float, int, int, float]]:
+    """(wall time, revision, sync ms, added, removed, ms since the state's receipt) of the
+    agent's sync lines after ``offset``."""
     out = []
     with open(log, errors="replace") as fh:
         fh.seek(offset)
@@ -96,7 +99,7 @@ def sync_lines(log: Path, offset: int) -> list[tuple[float, int, float, int, int
             if m:
                 ts = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
                 out.append((ts, int(m.group(2)), float(m.group(3)), int(m.group(4)),
-                            int(m.group(5))))
+                            int(m.group(5)), float(m.group(7) or "nan")))
     return out
 
 
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                                              vm["vm3"].ip], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL))
             results: dict[str, dict[str, list[float]]] = {
-                c: {"api": [], "switch": [], "packet": [], "sync_ms": []} for c in cases}
+                c: {"api": [], "receipt": [], "switch": [], "packet": [], "sync_ms": []}
+                for c in cases}
             with lab.capture("mon", bpf="icmp", settle=False) as cap:
                 time.sleep(0.3)
                 for i in range(args.runs):
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{args.runs} runs per case; sources ping every {args.interval * 1000:g} ms")
             print(f"{'case':<8}{'measure':<34}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}")
             labels = {"api": "POST tap_flow answered",
+                      "receipt": "API call -> desired state at agent",
                       "switch": "API call -> flows on the switch",
                       "packet": "API call -> first mirrored packet",
                       "sync_ms": "agent sync (dump+diff+bundle)"}
@@ -207,8 +212,8 @@ def one_run(api: Any, pcap: Path, log: Path, src_ip: str, dst_ip: str, port_id: 
     time.sleep(0.05)
     if first is None or synced is None:
         return None
-    return {"api": t_api - t0, "switch": synced[0] - t0, "packet": first - t0,
-            "sync_ms": synced[2]}
+    return {"api": t_api - t0, "receipt": synced[0] - synced[5] / 1000 - t0,
+            "switch": synced[0] - t0, "packet": first - t0, "sync_ms": synced[2]}
 
 
 if __name__ == "__main__":

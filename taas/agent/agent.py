@@ -321,6 +321,8 @@ class Agent:
                     self._sync(desired, ports, reason,
                                received_at if desired_version != done_desired else None)
                     synced_content = content
+                    if cfg.resync_interval > 0:  # a full diff just ran: the next can wait
+                        next_resync = time.monotonic() + cfg.resync_interval
                 done_desired, done_ports = desired_version, ports_version
                 failures = 0
                 retry_at = 0.0
