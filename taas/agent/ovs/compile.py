@@ -104,10 +104,18 @@ def assign_mirror_vlans(
     return out
 
 
+_COPY_CACHE: dict[tuple[int, int], str] = {}
+
+
 def _copy(sinks: Iterable[int], patch: int) -> str:
     # One copy per matching tap flow (two tap flows of one service that match a frame each
     # deliver it), in a stable order so the text is canonical.
-    acts = [clone(push_vlan(s), output(patch)) for s in sorted(sinks)]
+    acts = []
+    for s in sorted(sinks):
+        a = _COPY_CACHE.get((s, patch))
+        if a is None:
+            a = _COPY_CACHE[(s, patch)] = clone(push_vlan(s), output(patch))
+        acts.append(a)
     return ",".join(acts) if acts else "drop"
 
 

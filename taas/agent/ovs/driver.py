@@ -65,6 +65,10 @@ class OvsDriver:
         self.ovsdb = Ovsdb(ovsdb)
         self.of = {BR_INT: OpenFlowBridge(rundir, int_br), BR_TAP: OpenFlowBridge(rundir, tap_br),
                    BR_TUN: OpenFlowBridge(rundir, tun_br)}
+        # The flows of each bridge as of our last successful apply. Only we write our cookie,
+        # so while the switch holds as many flows with it as we applied, they are these; any
+        # loss (a wipe, a restart, a delete by cookie) changes the count and forces a dump.
+        self._applied: dict[str, frozenset[Flow]] = {}
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class OvsDriver:
         # (vlan_filter matching after the local VLAN is popped). Host-wide key, owned by taas.
         args += ["--", "set", "Open_vSwitch", ".", "other_config:vlan-limit=2"]
         self.ovsdb.vsctl(*args)
+        self._applied.clear()
         facts = self._facts()[0]
         for br, flows in static_flows(facts).items():
             self.of[br].apply((), flows)  # add = create or overwrite: idempotent
@@ -114,9 +119,14 @@ class OvsDriver:
         # copies stop at the source before their path goes. Nothing leaks in between.
         for br in (BR_INT, BR_TAP, BR_TUN):
             want = compiled.flows[br]
-            have = self.of[br].dump()
+            cached = self._applied.pop(br, None)
+            if cached is not None and self.of[br].count() == len(cached):
+                have: frozenset[Flow] | set[Flow] = cached
+            else:
+                have = self.of[br].dump()
             delete, add = diff(have, want)
             self.of[br].apply(delete, add)
+            self._applied[br] = want
             added += len(add)
             removed += len(delete)
         if added or removed:
