@@ -8,7 +8,13 @@ import pytest
 from taasdp import Taas
 
 from taas.lab.core import Lab
-from taas.lab.pytest_plugin import fresh_lab, lab, lab_factory, lab_session  # noqa: F401
+from taas.lab.pytest_plugin import (  # noqa: F401
+    fresh_lab,
+    lab,
+    lab_factory,
+    lab_reaper,
+    lab_session,
+)
 
 
 @pytest.fixture
