@@ -280,10 +280,8 @@ class Agent:
                     # Start-up or OVSDB reconnection: set up only a switch that lost its
                     # canary. Re-running setup on an intact switch would rewrite its static
                     # flows; the sync below repairs anything else.
-                    t0 = time.monotonic()
                     if self.driver.switch_was_reset():
-                        self.driver.setup()
-                        LOG.info("switch set up in %.1f ms", (time.monotonic() - t0) * 1000)
+                        self._setup()
                         reason = "setup"
                     else:
                         LOG.info("switch intact (canary in place): no setup needed")
@@ -294,7 +292,7 @@ class Agent:
                         LOG.warning("switch was reset (OVS restarted or flows wiped): "
                                     "setting up and resyncing")
                         self.stats.resets += 1
-                        self.driver.setup()
+                        self._setup()
                         reason = "reset"
                 if ports is None or desired is None:
                     # No desired state yet (server unreachable since start-up) or no port
@@ -338,6 +336,11 @@ class Agent:
                         self._reset_pending = True
                 if desired is not None and failures >= cfg.error_report_after:
                     self._report_error(desired, exc)
+
+    def _setup(self) -> None:
+        t0 = time.monotonic()
+        self.driver.setup()
+        LOG.info("switch set up in %.1f ms", (time.monotonic() - t0) * 1000)
 
     def _local_ports(self, ports: PortMap) -> dict[str, Any]:
         if self._port_type is None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from taas.agent.ovs.tables import COOKIE
-from taas.lab.core import Lab
+from taas.lab.core import UNDERLAY_MTU, Lab
 from taas.lab.pytest_plugin import unique_name
 from taas.lab.sh import kill_pids, netns_cmd, read_pidfile
 from taas.testing.server import ServerProcess, run_server
@@ -160,9 +160,9 @@ class System:
         wait_until(lambda: subprocess.run(netns_cmd(h.netns, ["ip", "link", "show", "br-phy"]),
                                           capture_output=True).returncode == 0, 10)
         prefix = self.lab.state["underlay_cidr"].split("/")[1]
-        for cmd in (["ip", "addr", "replace", f"{h.tunnel_ip}/{prefix}", "dev", "br-phy"],
-                    ["ip", "link", "set", "br-phy", "mtu", "1600", "up"]):
-            subprocess.run(["ip", "-n", h.netns, *cmd], check=False)
+        for cmd in (["addr", "replace", f"{h.tunnel_ip}/{prefix}", "dev", "br-phy"],
+                    ["link", "set", "br-phy", "mtu", str(UNDERLAY_MTU), "up"]):
+            subprocess.run(["ip", "-n", h.netns, *cmd], check=True)
         for br in ("br-int", "br-tun", "br-phy"):
             subprocess.run(["ovs-ofctl", "add-flows", h.mgmt(br), f"{rd}/{br}.l2flows"],
                            check=True)
