@@ -374,7 +374,7 @@ class Lab:
 
     # -- traffic -----------------------------------------------------------------------------
     def ping(self, src_vm: str, dst: str, count: int = 3, *, interval: float = 0.05,
-             timeout: float = 1.0) -> PingResult:
+             timeout: float = 2.0) -> PingResult:
         """Ping from a VM; `dst` is an IP or a VM name. Truthy iff every echo came back."""
         dst_ip = self.vm(dst).ip if not re.match(r"^\d+\.\d+\.\d+\.\d+$", dst) else dst
         cp = self.exec(src_vm, ["ping", "-n", "-q", "-c", str(count), "-i", str(interval),

@@ -3,7 +3,8 @@
 Use them from a conftest.py, either as a plugin (top-level conftest only):
     pytest_plugins = ["taas.lab.pytest_plugin"]
 or by importing the fixtures:
-    from taas.lab.pytest_plugin import fresh_lab, lab, lab_factory, lab_session  # noqa: F401
+    from taas.lab.pytest_plugin import (  # noqa: F401
+        fresh_lab, lab, lab_factory, lab_reaper, lab_session)
 
 Fixtures:
 - `lab_session` (session): one default lab (2 hosts) shared by the session, torn down at its end.
@@ -31,6 +32,7 @@ from typing import Any
 import pytest
 
 from taas.lab.core import Lab
+from taas.lab.sh import wait_reaped
 
 _counter = itertools.count()
 
@@ -52,7 +54,15 @@ def _sigterm_to_interrupt() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab_session() -> Iterator[Lab]:
+def lab_reaper() -> Iterator[None]:
+    """At the end of the session, wait until the processes of every lab are fully gone (a
+    slow init may keep their zombies around for a moment; leak checks count them)."""
+    yield
+    wait_reaped()
+
+
+@pytest.fixture(scope="session")
+def lab_session(lab_reaper: None) -> Iterator[Lab]:
     _sigterm_to_interrupt()
     lb = Lab.up(None, unique_name("s"), autoclean=True)
     try:
@@ -71,7 +81,7 @@ def lab(lab_session: Lab) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def lab_factory() -> Iterator[Callable[..., Lab]]:
+def lab_factory(lab_reaper: None) -> Iterator[Callable[..., Lab]]:
     _sigterm_to_interrupt()
     made: list[Lab] = []
 
@@ -99,4 +109,4 @@ def fresh_lab(lab_factory: Callable[..., Lab]) -> Lab:
     return lab_factory()
 
 
-__all__ = ["fresh_lab", "lab", "lab_factory", "lab_session", "unique_name"]
+__all__ = ["fresh_lab", "lab", "lab_factory", "lab_reaper", "lab_session", "unique_name"]

@@ -59,11 +59,15 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+KILLED: set[int] = set()  # every pid the lab killed in this process (see wait_reaped)
+
+
 def kill_pids(pids: Iterable[int], timeout: float = 3.0) -> None:
     """SIGTERM, wait (bounded), then SIGKILL whatever is left."""
     me = os.getpid()
     todo = {p for p in pids if p > 1 and p != me}
     killed = set(todo)
+    KILLED.update(killed)
     for p in todo:
         try:
             os.kill(p, signal.SIGTERM)
@@ -102,3 +106,18 @@ def read_pidfile(path: str) -> int | None:
             return int(f.read().strip())
     except (OSError, ValueError):
         return None
+
+
+def wait_reaped(timeout: float = 5.0) -> None:
+    """Wait until every process the lab killed is gone from /proc, zombies included.
+
+    Daemons detach, so their zombies belong to init; a slow init (containers) keeps them
+    visible to `pgrep` for a second or two after `down`."""
+    deadline = time.monotonic() + timeout
+    while KILLED and time.monotonic() < deadline:
+        for p in list(KILLED):
+            _reap(p)
+            if not os.path.exists(f"/proc/{p}"):
+                KILLED.discard(p)
+        if KILLED:
+            time.sleep(0.05)

@@ -17,6 +17,7 @@ import pytest
 from taas.lab import Lab, destroy
 from taas.lab.core import lab_dir
 from taas.lab.pytest_plugin import unique_name
+from taas.lab.sh import KILLED, read_pidfile
 from taas.lab.spec import SpecError, load_spec, resolve, spread
 
 pytestmark = pytest.mark.ovs
@@ -45,6 +46,13 @@ def _live_procs_mentioning(text: str) -> list[str]:
         if text in cl and state != "Z":
             found.append(f"{ent}: {cl}")
     return found
+
+
+def track_daemons(name: str) -> None:
+    """Have `lab_reaper` wait for this lab's daemons even when another process kills them."""
+    for pf in lab_dir(name).glob("*/*.pid"):
+        if (pid := read_pidfile(str(pf))) is not None:
+            KILLED.add(pid)
 
 
 def assert_gone(name: str, links_before: set[str]) -> None:
@@ -111,7 +119,7 @@ def test_custom_spec_same_mac_and_third_network(lab_factory: Callable[..., Lab])
     assert lb.ping("vm8", "vm2", 2).ok
 
 
-def test_cleanup_after_crashed_creator() -> None:
+def test_cleanup_after_crashed_creator(lab_reaper: None) -> None:
     links = _root_links()
     name = unique_name("c")
     # A creator killed in the middle of `up` (wherever that is) ...
@@ -126,6 +134,7 @@ def test_cleanup_after_crashed_creator() -> None:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         # It did leave daemons and namespaces behind.
+        track_daemons(name)
         assert _live_procs_mentioning(f"/taas-lab-{name}/")
         assert [n for n in _netns() if n.startswith(f"tlab-{name}-")]
     finally:
@@ -135,7 +144,7 @@ def test_cleanup_after_crashed_creator() -> None:
     assert_gone(name, links)
 
 
-def test_cli_up_status_exec_ovs_down(tmp_path: Path) -> None:
+def test_cli_up_status_exec_ovs_down(tmp_path: Path, lab_reaper: None) -> None:
     links = _root_links()
     name = unique_name("k")
     state = tmp_path / "lab.json"
@@ -168,6 +177,7 @@ def test_cli_up_status_exec_ovs_down(tmp_path: Path) -> None:
         assert r.stdout.split() == ["br-int", "br-phy", "br-tun"]
         r = run("ovs", "--state", str(state), "h1", "--", "ovs-appctl", "dpif/show")
         assert r.returncode == 0 and "br-int" in r.stdout
+        track_daemons(name)
         r = run("down", "--state", str(state))
         assert r.returncode == 0, r.stderr
     finally:
