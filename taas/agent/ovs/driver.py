@@ -110,7 +110,13 @@ class OvsDriver:
 
     def sync(self, desired: DesiredState, ports: Mapping[str, LocalPort]) -> SyncResult:
         """Converge the switches to ``desired``: compile, dump own flows, diff, apply."""
-        facts, ifaces = self._facts()
+        try:
+            facts, ifaces = self._facts()
+        except SwitchError:
+            # br-tap or a patch port is gone while the canary survived: rebuild, then go on.
+            LOG.warning("host %s: taas bridge/ports missing, running setup()", self.host)
+            self.setup()
+            facts, ifaces = self._facts()
         if self._reconcile_mirror_ports(desired, ports, ifaces):
             facts, ifaces = self._facts()
         compiled = compile_host(desired, ports, facts, self.host, self.continuation)
