@@ -20,17 +20,30 @@ def pg_cluster() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def fresh_db_url(kind: str, request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite (run_server makes a temp file), else a new PostgreSQL database."""
+    if kind == "sqlite":
         return None
     cluster = request.getfixturevalue("pg_cluster")
     return create_database(cluster, f"taas_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="module")
-def server(db_url: str | None) -> Iterator[ServerProcess]:
-    with run_server(db_url=db_url, service_driver=FAULT_DRIVER) as srv:
+def db_url(db_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """A database of its own for a module (modules with special server settings use it)."""
+    return fresh_db_url(db_kind, request)
+
+
+@pytest.fixture(scope="session")
+def server(db_kind: str, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """One shared server per database kind for the modules that need no special settings
+    (their tests create what they use and never depend on global counts)."""
+    with run_server(db_url=fresh_db_url(db_kind, request), service_driver=FAULT_DRIVER) as srv:
         yield srv
 
 
@@ -103,7 +116,7 @@ def fresh_tunnel_id() -> int:
 
 
 @pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[Api]:
+def api(server: ServerProcess) -> Iterator[Api]:  # module scope: follows module overrides
     helper = Api(server)
     yield helper
     helper.close()
