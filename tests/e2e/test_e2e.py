@@ -193,12 +193,18 @@ def test_05_ovs_restart(system: System) -> None:
 def test_06_port_moved_to_another_host(system: System) -> None:
     lab = system.lab
     ip = {v.name: v.ip for v in lab.vms}
+    old_in_port = re.compile(rf"in_port={lab.ofport('host1', lab.vm('vm1').host_interface)}\b")
+    assert any(old_in_port.search(f) for f in system.taas_flows("host1")["br-int"])
     t0 = time.monotonic()
     system.move_vm("vm1", "host2")
     took = system.mirrored_within("vm1", "vm3", 15)
     assert took is not None, "no mirrored packet from vm1 after its move to host2"
     record("port moved host1 -> host2 -> mirroring from host2", time.monotonic() - t0)
     system.wait_status("tap_flows", CTX["tf1"], "ACTIVE")
+    # host1 dropped the copies of the port it no longer has.
+    wait_until(lambda: not any(old_in_port.search(f)
+                               for f in system.taas_flows("host1")["br-int"]), 5,
+               what="host1's flows of the moved port removed")
     wait_until(lambda: any(p.get("binding:host_id") == "host2" for p in
                            system.admin.get("/v2.0/ports", params={"id": lab.vm("vm1").port_id})
                            .json()["ports"]), 10, what="vm1 bound to host2")
