@@ -164,7 +164,8 @@ class Lab:
     def up(cls, spec: str | Path | dict[str, Any] | None = None, name: str = "lab", *,
            hosts: int | None = None, state_file: str | Path | None = None,
            server: str | None = None, token: str | None = None, agents: bool = True,
-           autoclean: bool = False, log: Callable[[str], None] | None = None) -> Lab:
+           agent_args: Sequence[str] = (), autoclean: bool = False,
+           log: Callable[[str], None] | None = None) -> Lab:
         """Build a lab. `spec`: dict, YAML/JSON path, or None for the default spec;
         `hosts`: spread the layout over N hosts; `server`+`token`: register networks/ports in
         that taas-server and (if `agents`) start one taas-agent per host; `autoclean`: tear the
@@ -188,7 +189,7 @@ class Lab:
                     raise ValueError("--server needs --token")
                 lab.register(server, token)
                 if agents:
-                    lab.start_agents(server, token)
+                    lab.start_agents(server, token, extra_args=agent_args)
         except BaseException:
             lab.down()
             raise
@@ -467,7 +468,8 @@ class Lab:
                     "tenant_id": n["project_id"], "provider:network_type": "vxlan",
                     "provider:segmentation_id": n["vni"], "admin_state_up": True}}
                 r = c.post("/v2.0/networks", json=body)
-                if r.status_code >= 400:
+                # 409: registered before (a shared server, a lab reset in between): keep it.
+                if r.status_code >= 400 and r.status_code != 409:
                     raise RuntimeError(f"register network {n['name']}: {r.status_code} {r.text}")
                 reg["networks"].append(n["id"])
             for v in self.state["vms"]:
@@ -478,7 +480,7 @@ class Lab:
                     "device_id": v.get("device_id", ""), "admin_state_up": True,
                     "fixed_ips": [{"ip_address": v["ip"]}]}}
                 r = c.post("/v2.0/ports", json=body)
-                if r.status_code >= 400:
+                if r.status_code >= 400 and r.status_code != 409:
                     raise RuntimeError(f"register port {v['name']}: {r.status_code} {r.text}")
                 reg["ports"].append(v["port_id"])
         self.save()

@@ -40,6 +40,8 @@ def test_register_and_agents(lab_factory: Callable[..., Lab]) -> None:
                     break
                 time.sleep(0.2)
             assert bound == {v.port_id: v.host for v in lb.vms}
+            # Registering again (shared server, lab reset in between) is accepted.
+            lb.register(srv.url, srv.tokens["admin"])
             lb.down()
             assert not any(pid_alive(a["pid"]) for a in agents)
             assert c.get("/v2.0/ports").json()["ports"] == []
