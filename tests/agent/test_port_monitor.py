@@ -109,3 +109,35 @@ def test_ovsdb_restart_is_reported_as_reconnection(monitored) -> None:
     _, ports, _ = [e for e in rec.events if e[2]][0]
     assert set(ports) == {"port-e"}  # a complete copy, never an empty set in between
     assert all(set(p) == {"port-e"} for _, p, _ in rec.events[1:])
+
+
+def test_agent_rechecks_the_switch_when_ovsdb_comes_back(ovsdb: OvsdbServer) -> None:
+    """The monitor's reconnection reaches the agent: canary check, then a sync."""
+    from taas.agent.agent import Agent, AgentConfig
+    from taas.agent.client import ServerClient
+    from taas.common.desired_state import DesiredState
+
+    from .conftest import FakeDriver
+
+    ovsdb.vsctl("add-br", "br-int")
+    add_vm_port(ovsdb, "tap-f", "port-f", "fa:16:3e:00:00:0f", 2, ofport=9)
+    driver = FakeDriver()
+    agent = Agent(AgentConfig(host="h", tunnel_ip="172.31.9.9", resync_interval=0,
+                              reset_check_interval=60),
+                  driver, ServerClient("http://127.0.0.1:9", "t", "h"),  # no server needed
+                  monitor_factory=lambda cb: PortMonitor(ovsdb.remote, "br-int", cb,
+                                                         max_backoff_ms=200))
+    agent._desired = DesiredState("h", 1)  # as if the watch had delivered it
+    agent._desired_version = 1
+    agent.start()
+    try:
+        wait_for(lambda: driver.calls, timeout=3)
+        assert driver.setups == 1 and driver.sync_ports[-1].keys() == {"port-f"}
+        n = len(driver.calls)
+        ovsdb.stop()
+        driver.wipe()  # what an OVS restart does to the flows
+        ovsdb.start()
+        wait_for(lambda: len(driver.calls) > n and driver.setups == 2, timeout=3)
+        assert agent.stats.resets >= 1
+    finally:
+        agent.stop()
