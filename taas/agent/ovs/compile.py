@@ -161,7 +161,6 @@ def compile_host(
 
     # --- tap services: where does each sink VLAN go? ---------------------------------------
     service_err: dict[str, str] = {}
-    service_ok: dict[str, int] = {}  # service id -> taas_id, for services that can take copies
     remote_path: dict[int, tuple[int, int]] = {}  # taas_id -> (vni, vxlan ofport)
     for s in desired.tap_services:
         if s.dest_host == host:
@@ -196,7 +195,6 @@ def compile_host(
             continue
         else:
             remote_path[s.taas_id] = (s.vni, facts.vxlan_ports[s.dest_tunnel_ip])
-        service_ok[s.id] = s.taas_id
     services = {s.id: s for s in desired.tap_services}
     for s in desired.tap_services:
         err = service_err.get(s.id)
