@@ -171,6 +171,8 @@ class Lab:
         that taas-server and (if `agents`) start one taas-agent per host; `autoclean`: tear the
         lab down when this Python process exits (tests; not the CLI, whose lab outlives it)."""
         specmod.check_name(name)
+        if server and not token:
+            raise ValueError("a server needs a token")
         data = specmod.load_spec(spec)
         if hosts is not None:
             data = specmod.spread(data, hosts)
@@ -184,9 +186,7 @@ class Lab:
         try:
             _Builder(lab, plan, log or (lambda _m: None)).build()
             lab.save()
-            if server:
-                if not token:
-                    raise ValueError("--server needs --token")
+            if server and token:
                 lab.register(server, token)
                 if agents:
                     lab.start_agents(server, token, extra_args=agent_args)
