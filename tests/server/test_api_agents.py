@@ -12,7 +12,8 @@ import pytest
 
 from taas.common.desired_state import DesiredState
 from taas.testing.server import ServerProcess, run_server
-from tests.server.conftest import Api, neutron_error
+
+from .conftest import Api, neutron_error
 
 AGENTS = "/v2.0/taas-agents"
 

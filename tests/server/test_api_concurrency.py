@@ -10,7 +10,8 @@ import pytest
 
 from taas.common.desired_state import DesiredState
 from taas.testing.server import ServerProcess, run_server
-from tests.server.conftest import FAULT_DRIVER, Api, fresh_tunnel_id, neutron_error
+
+from .conftest import FAULT_DRIVER, Api, fresh_tunnel_id, neutron_error
 
 TS = "/v2.0/taas/tap_services"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from tests.server.conftest import Api, neutron_error
+from .conftest import Api, neutron_error
 
 
 def test_network_create_and_wire_format(api: Api) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import Api, fresh_tunnel_id
+from .conftest import Api, fresh_tunnel_id
 
 WHO = ["admin", "a-member", "a-reader", "b-member", "service"]
 TAP_KINDS = {

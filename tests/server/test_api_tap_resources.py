@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.server.conftest import Api, fresh_tunnel_id, neutron_error
+from .conftest import Api, fresh_tunnel_id, neutron_error
 
 TS, TF, TM = "/v2.0/taas/tap_services", "/v2.0/taas/tap_flows", "/v2.0/taas/tap_mirrors"
 
