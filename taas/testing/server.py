@@ -44,12 +44,16 @@ class ServerProcess:
     """A taas-server subprocess; `.url`, `.tokens` (name -> token), `.stop()`, `.restart()`."""
 
     def __init__(
-        self, db_url: str | None, tokens: dict[str, tuple[str, list[str]]] | None,
+        self, db_url: str | None, tokens: dict[str, Any] | None,
         config: dict[str, Any],
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="taas-test-server-"))
         self.db_url = db_url or f"sqlite:///{self.workdir / 'taas.sqlite'}"
-        identities = tokens or DEFAULT_IDENTITIES
+        identities = {
+            name: (entry["project_id"], list(entry["roles"])) if isinstance(entry, dict)
+            else (entry[0], list(entry[1]))
+            for name, entry in (tokens or DEFAULT_IDENTITIES).items()
+        }
         # Random tokens: several test runs may share this machine.
         self.tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in identities}
         self.identities = {self.tokens[n]: identities[n] for n in identities}
@@ -124,12 +128,14 @@ class ServerProcess:
 @contextmanager
 def run_server(
     db_url: str | None = None,
-    tokens: dict[str, tuple[str, list[str]]] | None = None,
+    tokens: dict[str, Any] | None = None,
     **config: Any,
 ) -> Iterator[ServerProcess]:
-    """A running taas-server; `tokens` maps name -> (project_id, roles) (defaults: admin,
-    service, a-member, a-reader, b-member, b-reader). Extra keyword arguments are settings
-    (vlan_range_start=..., agent_down_time=...). Everything is removed at exit."""
+    """A running taas-server; `tokens` maps name -> (project_id, roles) or
+    {"project_id", "roles"} (defaults: admin, service, a-member, a-reader, b-member, b-reader;
+    the token strings themselves are random: read them from `.tokens`). Extra keyword
+    arguments are settings (vlan_range_start=..., agent_down_time=...). Everything is removed
+    at exit."""
     server = ServerProcess(db_url, tokens, config)
     try:
         server.start()
