@@ -127,6 +127,8 @@ def _group_flows(
     The VLAN space is cut at every filter boundary of the group, so that each piece carries every
     sink that wants it: one lookup in the table yields every copy (nothing is overwritten).
     """
+    if all(t.ranges is None for t in taps):  # the common case: no vlan_filter
+        return [Flow.make(table, base, match, _copy([t.sink for t in taps], patch))]
     plain = [t.sink for t in taps if t.ranges is None]
     filtered = [t for t in taps if t.ranges is not None]
     flows = [Flow.make(table, base, match, _copy(plain, patch))]
