@@ -121,8 +121,8 @@ def pct(values: list[float], p: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="runs per case (default 20)")
-    ap.add_argument("--interval", type=float, default=0.005,
-                    help="ping interval of the sources in seconds (default 0.005)")
+    ap.add_argument("--interval", type=float, default=0.01,
+                    help="ping interval of the sources in seconds (default 0.01)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (network namespaces, Open vSwitch)", file=sys.stderr)
