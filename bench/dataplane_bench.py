@@ -168,7 +168,7 @@ def _transfer(lab: Lab, src: str, dst: str, nbytes: int, port: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--mbytes", type=int, default=200)
     args = ap.parse_args()
     print(machine())
