@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,9 @@ class Repository(Generic[M]):
         self.session.flush()
 
     def list(self, q: ListQuery) -> tuple[list[M], bool]:
-        """One page of rows and whether more rows follow it in the paging direction."""
+        """One page of rows and whether more rows follow it in the paging direction.
+
+        Keyset pagination in SQL: rows strictly after the marker row in the sort order."""
         stmt = select(self.model)
         for column, values in q.filters.items():
             col = getattr(self.model, column)
@@ -72,14 +74,37 @@ class Repository(Generic[M]):
         sort = list(q.sort) or [("created_at", "asc")]
         if "id" not in [c for c, _ in sort]:
             sort.append(("id", "asc"))
-        for column, direction in sort:
-            col = getattr(self.model, column)
-            reverse = (direction == "desc") != q.page_reverse
-            stmt = stmt.order_by(col.desc() if reverse else col.asc())
-        rows = list(self.session.scalars(stmt))
+        # Effective order: page_reverse walks backwards from the marker.
+        order = [(getattr(self.model, c), (d == "desc") != q.page_reverse) for c, d in sort]
         if q.marker is not None:
-            ids = [r.id for r in rows]  # type: ignore[attr-defined]
-            rows = rows[ids.index(q.marker) + 1 :] if q.marker in ids else []
+            marker = self.session.get(self.model, q.marker)
+            if marker is None:
+                return [], False
+            values = [getattr(marker, c) for c, _ in sort]
+            if any(v is None for v in values):
+                return self._list_after_in_python(stmt, order, q)
+            after = []
+            for i, (col, desc) in enumerate(order):
+                equal = [order[j][0] == values[j] for j in range(i)]
+                beyond = col < values[i] if desc else col > values[i]
+                after.append(and_(*equal, beyond))
+            stmt = stmt.where(or_(*after))
+        stmt = stmt.order_by(*[col.desc() if desc else col.asc() for col, desc in order])
+        if q.limit is not None:
+            stmt = stmt.limit(q.limit + 1)
+        rows = list(self.session.scalars(stmt))
+        return self._page(rows, q)
+
+    def _list_after_in_python(self, stmt, order, q: ListQuery):  # type: ignore[no-untyped-def]
+        """Marker rows with NULL sort values: SQL NULL ordering differs per database."""
+        stmt = stmt.order_by(*[col.desc() if desc else col.asc() for col, desc in order])
+        rows = list(self.session.scalars(stmt))
+        ids = [r.id for r in rows]
+        rows = rows[ids.index(q.marker) + 1 :] if q.marker in ids else []
+        return self._page(rows, q)
+
+    @staticmethod
+    def _page(rows: list[M], q: ListQuery) -> tuple[list[M], bool]:
         more = False
         if q.limit is not None and len(rows) > q.limit:
             rows, more = rows[: q.limit], True
@@ -90,6 +115,12 @@ class Repository(Generic[M]):
 
 class NetworkRepository(Repository[Network]):
     model = Network
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Network]:
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        return {n.id: n for n in self.session.scalars(select(Network).where(Network.id.in_(ids)))}
 
     def segmentation_ids(self) -> set[int]:
         return set(self.session.scalars(select(Network.segmentation_id)))
@@ -143,6 +174,23 @@ class TapServiceRepository(Repository[TapService]):
         )
         return self.session.scalars(stmt).first()
 
+    def live_with_ports(self, port_ids: Iterable[str]) -> list[TapService]:
+        """Tap services (not being deleted) whose destination is one of the ports."""
+        ids = list(port_ids)
+        if not ids:
+            return []
+        stmt = select(TapService).where(TapService.port_id.in_(ids),
+                                        TapService.status != "PENDING_DELETE")
+        return list(self.session.scalars(stmt))
+
+    def live_by_ids(self, service_ids: Iterable[str]) -> list[TapService]:
+        ids = list(service_ids)
+        if not ids:
+            return []
+        stmt = select(TapService).where(TapService.id.in_(ids),
+                                        TapService.status != "PENDING_DELETE")
+        return list(self.session.scalars(stmt))
+
     def used_taas_ids(self) -> set[int]:
         rows = self.session.scalars(select(TapService.taas_id))
         held = self.session.scalars(select(HeldTaasId.taas_id))
@@ -172,6 +220,22 @@ class TapFlowRepository(Repository[TapFlow]):
     def with_source(self, port_id: str) -> list[TapFlow]:
         return list(self.session.scalars(select(TapFlow).where(TapFlow.source_port == port_id)))
 
+    def live_with_sources(self, port_ids: Iterable[str]) -> list[TapFlow]:
+        ids = list(port_ids)
+        if not ids:
+            return []
+        stmt = select(TapFlow).where(TapFlow.source_port.in_(ids),
+                                     TapFlow.status != "PENDING_DELETE")
+        return list(self.session.scalars(stmt))
+
+    def live_of_services(self, service_ids: Iterable[str]) -> list[TapFlow]:
+        ids = list(service_ids)
+        if not ids:
+            return []
+        stmt = select(TapFlow).where(TapFlow.tap_service_id.in_(ids),
+                                     TapFlow.status != "PENDING_DELETE")
+        return list(self.session.scalars(stmt))
+
     def find_pair(self, source_port: str, tap_service_id: str) -> TapFlow | None:
         stmt = select(TapFlow).where(
             TapFlow.source_port == source_port,
@@ -189,6 +253,14 @@ class TapMirrorRepository(Repository[TapMirror]):
 
     def using_port(self, port_id: str) -> list[TapMirror]:
         return list(self.session.scalars(select(TapMirror).where(TapMirror.port_id == port_id)))
+
+    def live_with_ports(self, port_ids: Iterable[str]) -> list[TapMirror]:
+        ids = list(port_ids)
+        if not ids:
+            return []
+        stmt = select(TapMirror).where(TapMirror.port_id.in_(ids),
+                                       TapMirror.status != "PENDING_DELETE")
+        return list(self.session.scalars(stmt))
 
     def tunnels_in_use(self, tunnel_ids: Sequence[int]) -> list[int]:
         stmt = select(TapMirrorTunnel.tunnel_id).where(TapMirrorTunnel.tunnel_id.in_(tunnel_ids))

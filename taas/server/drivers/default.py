@@ -23,8 +23,6 @@ from taas.server.db.repositories import (
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.drivers.notifier import CHANNEL
 
-PENDING_DELETE = "PENDING_DELETE"
-
 
 class DefaultDriver(ServiceDriver):
     """Every change bumps the shared revision (precommit) and wakes watchers (postcommit)."""
@@ -46,39 +44,32 @@ class DefaultDriver(ServiceDriver):
     state_changed_postcommit = _wake
 
     def desired_state(self, session: Session, host: str) -> DesiredState:
-        """What `host` must hold, computed from committed rows (see desired_state.py)."""
+        """What `host` must hold, computed from committed rows (see desired_state.py).
+
+        Scoped by indexed queries from the ports bound to the host, so the cost follows the
+        host's share of the resources, not the whole cloud's."""
         revision = RevisionRepository(session).current()
-        services = {s.id: s for s in TapServiceRepository(session).all()
-                    if s.status != PENDING_DELETE}
-        flows = [f for f in TapFlowRepository(session).all()
-                 if f.status != PENDING_DELETE and f.tap_service_id in services]
-        mirrors = [m for m in TapMirrorRepository(session).all() if m.status != PENDING_DELETE]
-        named = {s.port_id for s in services.values()} | {f.source_port for f in flows}
-        named |= {m.port_id for m in mirrors}
-        ports = PortRepository(session).get_many(named)
+        services_repo, flows_repo = TapServiceRepository(session), TapFlowRepository(session)
+        ports_repo = PortRepository(session)
+        local = {p.id for p in ports_repo.bound_to(host)}
+        dest_here = services_repo.live_with_ports(local)
+        flows = {f.id: f for f in flows_repo.live_with_sources(local)}
+        flows.update({f.id: f for f in flows_repo.live_of_services(s.id for s in dest_here)})
+        services = {s.id: s for s in dest_here}
+        services.update({s.id: s for s in services_repo.live_by_ids(
+            {f.tap_service_id for f in flows.values()} - set(services))})
+        my_flows = [f for f in flows.values() if f.tap_service_id in services]
+        my_mirrors = TapMirrorRepository(session).live_with_ports(local)
+        named = {s.port_id for s in services.values()} | {f.source_port for f in my_flows}
+        named |= {m.port_id for m in my_mirrors}
+        ports = ports_repo.get_many(named)
+        my_services = [s for s in services.values() if s.port_id in ports]
+        my_flows = [f for f in my_flows if f.source_port in ports
+                    and services[f.tap_service_id].port_id in ports]
 
-        def host_of(port_id: str) -> str | None:
-            port = ports.get(port_id)
-            return port.host if port else None
-
-        my_flows = []
-        my_service_ids = {sid for sid, s in services.items() if host_of(s.port_id) == host}
-        for flow in flows:
-            src_host = host_of(flow.source_port)
-            dest_host = host_of(services[flow.tap_service_id].port_id)
-            if host in (src_host, dest_host) and flow.source_port in ports:
-                my_flows.append(flow)
-                my_service_ids.add(flow.tap_service_id)
-        my_services = [services[sid] for sid in sorted(my_service_ids)
-                       if services[sid].port_id in ports]
-        my_mirrors = [m for m in mirrors if host_of(m.port_id) == host]
-
-        dest_hosts = {host_of(s.port_id) for s in my_services} - {None}
+        dest_hosts = {ports[s.port_id].host for s in my_services} - {None}
         tunnel_ips = AgentRepository(session).tunnel_ips(h for h in dest_hosts if h)
-        used_ports = {s.port_id for s in my_services} | {f.source_port for f in my_flows}
-        used_ports |= {m.port_id for m in my_mirrors}
-        networks = {n.id: n for n in (NetworkRepository(session).get(ports[p].network_id)
-                                      for p in used_ports) if n}
+        networks = NetworkRepository(session).get_many(p.network_id for p in ports.values())
         base = self.settings.tunnel_key_base
         return DesiredState(
             host=host,
@@ -86,10 +77,10 @@ class DefaultDriver(ServiceDriver):
             tap_services=tuple(
                 TapServiceState(
                     id=s.id, project_id=s.project_id, port_id=s.port_id, taas_id=s.taas_id,
-                    vni=base + s.taas_id, dest_host=host_of(s.port_id),
-                    dest_tunnel_ip=tunnel_ips.get(host_of(s.port_id) or ""),
+                    vni=base + s.taas_id, dest_host=ports[s.port_id].host,
+                    dest_tunnel_ip=tunnel_ips.get(ports[s.port_id].host or ""),
                 )
-                for s in my_services
+                for s in sorted(my_services, key=lambda s: s.id)
             ),
             tap_flows=tuple(
                 TapFlowState(
@@ -108,10 +99,9 @@ class DefaultDriver(ServiceDriver):
             ),
             ports={
                 pid: PortFacts(
-                    port_id=pid, network_id=ports[pid].network_id, mac=ports[pid].mac_address,
-                    segmentation_id=networks[ports[pid].network_id].segmentation_id,
-                    host=ports[pid].host,
+                    port_id=pid, network_id=port.network_id, mac=port.mac_address,
+                    segmentation_id=networks[port.network_id].segmentation_id, host=port.host,
                 )
-                for pid in sorted(used_ports)
+                for pid, port in sorted(ports.items())
             },
         )
