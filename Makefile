@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo test lint bench-api bench-lab bench-dataplane clean
+.PHONY: deps demo test lint bench bench-api bench-lab bench-dataplane bench-e2e clean
 
 deps:
 	./scripts/install-deps.sh
@@ -25,6 +25,12 @@ bench-lab: deps
 
 bench-dataplane: deps
 	$(PYTHON) -m bench.dataplane_bench
+
+bench-e2e: deps
+	$(PYTHON) -m bench.e2e_bench
+
+# every benchmark, one after the other (figures print with the machine they ran on)
+bench: bench-api bench-lab bench-dataplane bench-e2e
 
 clean:
 	-taas lab down --all
