@@ -57,6 +57,16 @@ class Repository(Generic[M]):
         self.session.delete(obj)
         self.session.flush()
 
+    def touching(self, ids: set[str], port_columns: tuple[str, ...],
+                 port_ids: set[str]) -> list[M]:
+        """Rows with one of `ids`, or whose port columns name one of `port_ids`."""
+        conds = [self.model.id.in_(ids)] if ids else []  # type: ignore[attr-defined]
+        if port_ids:
+            conds += [getattr(self.model, c).in_(port_ids) for c in port_columns]
+        if not conds:
+            return []
+        return list(self.session.scalars(select(self.model).where(or_(*conds))))
+
     def list(self, q: ListQuery) -> tuple[list[M], bool]:
         """One page of rows and whether more rows follow it in the paging direction.
 
@@ -317,6 +327,17 @@ class AgentRepository(Repository[Agent]):
         if kind:
             stmt = stmt.where(HeldResource.kind == kind)
         return list(self.session.scalars(stmt))
+
+    def holdings_of(self, resource_ids: Iterable[str]) -> list[HeldResource]:
+        ids = list(set(resource_ids))
+        if not ids:
+            return []
+        stmt = select(HeldResource).where(HeldResource.resource_id.in_(ids))
+        return list(self.session.scalars(stmt))
+
+    def held_ids(self, host: str) -> set[str]:
+        stmt = select(HeldResource.resource_id).where(HeldResource.host == host)
+        return set(self.session.scalars(stmt))
 
     def is_held(self, kind: str, resource_id: str) -> bool:
         stmt = select(HeldResource.host).where(

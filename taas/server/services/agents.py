@@ -102,7 +102,7 @@ class Agents:
             repo.set_host(to_unbind, None)
             session.flush()
             session.expire_all()
-            lifecycle.refresh(session)
+            lifecycle.refresh(session, port_ids=set(to_bind) | set(to_unbind))
             self._changed(uow, {"host": host})
         ports = list(repo.get_many(known).values())
         return sorted(ports, key=lambda p: p.id), unknown
@@ -137,11 +137,12 @@ class Agents:
             held[(kind, rid)] = (status, reason)
         ids = {validation.integer(0, 4095)("taas_ids[]", t) for t in taas_ids}
         repo = AgentRepository(session)
+        before = repo.held_ids(host)
         repo.replace_report(host, [(k, r, s, why) for (k, r), (s, why) in held.items()], ids)
         agent.heartbeat_at = now()
         agent.reported_revision = revision
         session.flush()
-        lifecycle.refresh(session)
+        lifecycle.refresh(session, resource_ids=before | {r for _, r in held})
         return {"host": host, "revision": revision, "accepted": len(held),
                 "taas_ids": sorted(ids)}
 
@@ -162,10 +163,12 @@ class Agents:
         """Forget a (dead) agent: its holdings, its port bindings, its row."""
         agent = self.get_agent(uow.session, ctx, id_)
         repo = AgentRepository(uow.session)
+        held = repo.held_ids(agent.host)
+        ports = {p.id for p in PortRepository(uow.session).bound_to(agent.host)}
         repo.forget_holdings(agent.host)
         PortRepository(uow.session).clear_host(agent.host)
         repo.remove(agent)
         uow.session.expire_all()
-        lifecycle.refresh(uow.session)
+        lifecycle.refresh(uow.session, resource_ids=held, port_ids=ports)
         self._changed(uow, agent)
 

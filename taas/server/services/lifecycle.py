@@ -25,20 +25,39 @@ def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
     return "DOWN"
 
 
-def refresh(session: Session) -> None:
-    """Recompute statuses, then delete PENDING_DELETE rows that no host holds any more."""
-    held: dict[tuple[str, str], dict[str, str]] = {}
-    for h in AgentRepository(session).holdings():
-        held.setdefault((h.kind, h.resource_id), {})[h.host] = h.status
+def refresh(
+    session: Session, resource_ids: set[str] | None = None, port_ids: set[str] | None = None
+) -> None:
+    """Recompute statuses, then delete PENDING_DELETE rows that no host holds any more.
+
+    Scoped to the given resources and to those naming the given ports (a report touches only
+    what the host held or holds; a binding change only what uses the ports); None = all."""
     services_repo = TapServiceRepository(session)
     flows_repo = TapFlowRepository(session)
     mirrors_repo = TapMirrorRepository(session)
-    services = services_repo.all()
-    flows = flows_repo.all()
-    mirrors = mirrors_repo.all()
+    agents = AgentRepository(session)
+    if resource_ids is None and port_ids is None:
+        services, flows, mirrors = services_repo.all(), flows_repo.all(), mirrors_repo.all()
+        holdings = agents.holdings()
+    else:
+        rids, pids = resource_ids or set(), port_ids or set()
+        services = services_repo.touching(rids, ("port_id",), pids)
+        flows_by_id = {f.id: f for f in flows_repo.touching(rids, ("source_port",), pids)}
+        # A service's destination host also decides its flows' status.
+        flows_by_id.update({f.id: f for f in flows_repo.touching(
+            set(), ("tap_service_id",), {s.id for s in services})})
+        flows = list(flows_by_id.values())
+        missing = {f.tap_service_id for f in flows} - {s.id for s in services}
+        services += services_repo.touching(missing, (), set())
+        mirrors = mirrors_repo.touching(rids, ("port_id",), pids)
+        holdings = agents.holdings_of(
+            {s.id for s in services} | {f.id for f in flows} | {m.id for m in mirrors})
+    held: dict[tuple[str, str], dict[str, str]] = {}
+    for h in holdings:
+        held.setdefault((h.kind, h.resource_id), {})[h.host] = h.status
+    by_id = {s.id: s for s in services}
     named = [s.port_id for s in services] + [f.source_port for f in flows]
     ports = PortRepository(session).get_many(named + [m.port_id for m in mirrors])
-    by_id = {s.id: s for s in services}
 
     def host(port_id: str) -> str | None:
         port = ports.get(port_id)
@@ -62,10 +81,9 @@ def refresh(session: Session) -> None:
     for f in flows:
         if f.status == PENDING_DELETE and ("tap_flow", f.id) not in held:
             flows_repo.remove(f)
-    remaining = {f.tap_service_id for f in flows_repo.all()}
     for s in services:
         if s.status == PENDING_DELETE and ("tap_service", s.id) not in held \
-                and s.id not in remaining:
+                and not flows_repo.of_service(s.id):
             services_repo.remove(s)
     for m in mirrors:
         if m.status == PENDING_DELETE and ("tap_mirror", m.id) not in held:
