@@ -353,3 +353,23 @@ def test_br_tap_deleted_is_rebuilt_by_the_next_sync(lab: Lab, taas: Taas) -> Non
     assert res["host1"].added > 0
     assert not taas.drivers["host1"].switch_was_reset()
     check(lab, taas, plan, baseline)
+
+
+def test_unreachable_destination_is_an_error_not_a_silent_drop(lab: Lab, taas: Taas) -> None:
+    from dataclasses import replace as dc_replace
+
+    prime(lab)
+    plan = [("vm1", BCAST, None, frame(lab, "vm1", BCAST, "u1"))]
+    baseline = observe(lab, [(s, f) for s, _, _, f in plan])
+    taas.service("S1", "vm5", 3901)
+    # host2's agent reported a tunnel IP for which host1 has no VXLAN port
+    taas.services["S1"] = dc_replace(taas.services["S1"], dest_tunnel_ip="192.0.2.77")
+    taas.flow("f1", "S1", "vm1", "OUT")
+    res = taas.sync()
+    st = {s.id: s for s in res["host1"].statuses}
+    assert st["S1"].status == "ERROR" and "192.0.2.77" in (st["S1"].reason or "")
+    assert st["f1"].status == "ERROR" and st["f1"].reason == st["S1"].reason
+    assert res["host1"].taas_ids == ()
+    assert {s.status for s in res["host2"].statuses} == {"ACTIVE"}  # delivery side is fine
+    taas.flows.clear()  # the model: no copies anywhere
+    check(lab, taas, plan, baseline)
