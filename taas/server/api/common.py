@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from fastapi import Request
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -177,8 +178,6 @@ def page_links(
             if k not in ("marker", "page_reverse")]
 
     def href(marker: str, reverse: bool) -> str:
-        from urllib.parse import urlencode
-
         query = keep + [("marker", marker)] + ([("page_reverse", "True")] if reverse else [])
         return f"{base}?{urlencode(query)}"
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from taas.server.api.auth import Caller
+from taas.server.services.errors import NotFound
 
 router = APIRouter()
 UPDATED = "2026-01-01T00:00:00-00:00"
@@ -56,8 +57,6 @@ async def extensions(_ctx: Caller) -> Any:
 
 @router.get("/v2.0/extensions/{alias}")
 async def extension(alias: str, _ctx: Caller) -> Any:
-    from taas.server.services.errors import NotFound
-
     for e in EXTENSIONS:
         if e[0] == alias:
             return {"extension": _extension(*e)}

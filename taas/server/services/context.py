@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taas.server.services.errors import NotAuthorized, PolicyNotAuthorized
+from taas.server.services.errors import InvalidInput, NotAuthorized, PolicyNotAuthorized
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,10 @@ class Context:
         """The project a create acts for: the caller's, or the one an admin names."""
         named = {body.get(k) for k in ("tenant_id", "project_id") if body.get(k) is not None}
         if len(named) > 1:
-            raise_bad("tenant_id and project_id differ")
+            raise InvalidInput("tenant_id and project_id differ")
         if not named:
             return self.project_id
         project = named.pop()
         if project != self.project_id and not self.is_admin:
             raise PolicyNotAuthorized("Only an admin may create resources for another project")
         return project
-
-
-def raise_bad(message: str) -> None:
-    from taas.server.services.errors import InvalidInput
-
-    raise InvalidInput(message)
