@@ -271,3 +271,47 @@ def test_report_validation(api: Api) -> None:
                 {"report": {"taas_ids": [5000]}},
                 {"report": []}, {}):
         neutron_error(c.put(f"{AGENTS}/{name}/report", json=bad), 400)
+
+
+def test_port_delete_of_held_resources_goes_through_pending_delete(api: Api) -> None:
+    name = host()
+    register(api, name)
+    ts = api.tap_service()
+    src = api.port()
+    flow = api.tap_flow(ts, source_port=src["id"])
+    bind(api, name, ts["port_id"], src["id"])
+    report(api, name, [("tap_service", ts["id"], "ACTIVE"), ("tap_flow", flow["id"], "ACTIVE")])
+    assert status(api, "tap_flow", flow["id"]) == "ACTIVE"
+    assert api("admin").delete(f"/v2.0/ports/{src['id']}").status_code == 204
+    assert status(api, "tap_flow", flow["id"]) == "PENDING_DELETE"
+    assert status(api, "tap_service", ts["id"]) == "ACTIVE"
+    s = state(api, name)
+    assert s.tap_flows == () and [x.id for x in s.tap_services] == [ts["id"]]
+    report(api, name, [("tap_service", ts["id"], "ACTIVE")])
+    neutron_error(api("admin").get(f"/v2.0/taas/tap_flows/{flow['id']}"), 404)
+
+
+def test_tunnel_ip_and_binding_changes_reach_other_hosts(api: Api) -> None:
+    h_dst, h_src = host(), host()
+    register(api, h_dst, "172.31.5.1")
+    register(api, h_src, "172.31.5.2")
+    ts = api.tap_service()
+    src = api.port()
+    api.tap_flow(ts, source_port=src["id"])
+    bind(api, h_dst, ts["port_id"])
+    bind(api, h_src, src["id"])
+    before = state(api, h_src)
+    assert before.tap_services[0].dest_tunnel_ip == "172.31.5.1"
+    register(api, h_dst, "172.31.5.9")
+    after = state(api, h_src, revision=before.revision, timeout=5)
+    assert after.revision > before.revision
+    assert after.tap_services[0].dest_tunnel_ip == "172.31.5.9"
+    # The destination VM moves to another host (admin rebinding): the source host follows.
+    h_new = host()
+    register(api, h_new, "172.31.5.10")
+    r = api("admin").put(f"/v2.0/ports/{ts['port_id']}", json={"port": {"binding:host_id": h_new}})
+    assert r.status_code == 200
+    moved = state(api, h_src, revision=after.revision, timeout=5)
+    assert (moved.tap_services[0].dest_host, moved.tap_services[0].dest_tunnel_ip) == (
+        h_new, "172.31.5.10")
+    assert state(api, h_dst).tap_services == ()
