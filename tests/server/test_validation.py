@@ -8,6 +8,7 @@ from taas.server.config import ConfigError, build_settings
 from taas.server.services import validation as v
 from taas.server.services.errors import InvalidInput
 from taas.server.services.lifecycle import aggregate_status
+from taas.server.services.tap import free_taas_ids
 
 
 @pytest.mark.parametrize("value,ranges", [
@@ -96,3 +97,9 @@ def test_settings_defaults_and_validation() -> None:
                 {"agent_down_time": 0}):
         with pytest.raises(ConfigError):
             build_settings(bad, {})
+
+
+def test_free_taas_ids_lowest_first_skipping_used() -> None:
+    assert list(free_taas_ids(3900, 3905, {3900, 3902})) == [3901, 3903, 3904]
+    assert list(free_taas_ids(3900, 3902, {3900, 3901})) == []
+    assert next(free_taas_ids(1, 4095, set())) == 1

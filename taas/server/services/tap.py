@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,12 @@ PENDING_DELETE = lifecycle.PENDING_DELETE
 
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def free_taas_ids(start: int, end: int, used: set[int]) -> Iterator[int]:
+    """Candidate taas_ids of [start, end), lowest first, skipping those in use (rows or any
+    agent's report)."""
+    return (i for i in range(start, end) if i not in used)
 
 
 class TapResources:
@@ -136,9 +143,9 @@ class TapResources:
         """First free id of the range. The unique constraint arbitrates concurrent creates:
         a loser's insert fails inside its savepoint and it tries the next id."""
         used = repo.used_taas_ids()
-        for candidate in range(self.settings.vlan_range_start, self.settings.vlan_range_end):
-            if candidate in used:
-                continue
+        for candidate in free_taas_ids(
+            self.settings.vlan_range_start, self.settings.vlan_range_end, used
+        ):
             row.taas_id = candidate
             if repo.insert_with_taas_id(row):
                 return
