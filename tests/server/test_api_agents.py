@@ -51,7 +51,11 @@ def state(api: Api, name: str, **params: Any) -> DesiredState:
 
 
 def report(api: Api, name: str, resources: list[tuple[str, str, str]],
-           taas_ids: list[int] = (), revision: int = 0) -> None:  # type: ignore[assignment]
+           taas_ids: list[int] = (),  # type: ignore[assignment]
+           revision: int | None = None) -> None:
+    """Report like an agent that converged to the current revision (unless told otherwise)."""
+    if revision is None:
+        revision = state(api, name).revision
     r = api("service").put(f"{AGENTS}/{name}/report", json={"report": {
         "host": name, "revision": revision, "taas_ids": list(taas_ids),
         "resources": [{"kind": k, "id": i, "status": s} for k, i, s in resources]}})
@@ -315,3 +319,25 @@ def test_tunnel_ip_and_binding_changes_reach_other_hosts(api: Api) -> None:
     assert (moved.tap_services[0].dest_host, moved.tap_services[0].dest_tunnel_ip) == (
         h_new, "172.31.5.10")
     assert state(api, h_dst).tap_services == ()
+
+
+def test_delete_waits_for_a_host_that_has_not_reported_since_the_create(api: Api) -> None:
+    name = host()
+    register(api, name)
+    port = api.port()
+    bind(api, name, port["id"])
+    report(api, name, [])  # converged before the tap service exists
+    old = state(api, name).revision
+    ts = api.tap_service(port_id=port["id"])
+    # The agent may be installing it right now (its report is in flight): not deleted at once.
+    assert api("a-member").delete(f"/v2.0/taas/tap_services/{ts['id']}").status_code == 204
+    assert status(api, "tap_service", ts["id"]) == "PENDING_DELETE"
+    report(api, name, [], revision=old)  # a stale report does not settle it
+    assert status(api, "tap_service", ts["id"]) == "PENDING_DELETE"
+    report(api, name, [])  # converged past the create and the delete: gone
+    neutron_error(api("admin").get(f"/v2.0/taas/tap_services/{ts['id']}"), 404)
+    # A host that reported after the create and does not hold it: deleted at once.
+    ts2 = api.tap_service(port_id=port["id"])
+    report(api, name, [])
+    assert api("a-member").delete(f"/v2.0/taas/tap_services/{ts2['id']}").status_code == 204
+    neutron_error(api("admin").get(f"/v2.0/taas/tap_services/{ts2['id']}"), 404)

@@ -55,6 +55,11 @@ def test_parallel_creates_never_share_a_taas_id_and_exhaust_cleanly(api: Api) ->
     for r in more:
         if r.status_code == 409:
             neutron_error(r, 409, "TapServiceLimitReached")
+    # The host reports it holds nothing at the latest revision: later deletes are immediate.
+    revision = svc.get(f"/v2.0/taas-agents/{host}/desired-state").json()["desired_state"][
+        "revision"]
+    assert svc.put(f"/v2.0/taas-agents/{host}/report", json={"report": {
+        "revision": revision, "resources": [], "taas_ids": []}}).status_code == 200
 
 
 def test_parallel_mirrors_with_one_tunnel_id_only_one_wins(api: Api) -> None:
@@ -88,8 +93,8 @@ def test_postcommit_failure_rolls_the_create_back(api: Api, kind: str) -> None:
                 "remote_ip": "192.0.2.1", "mirror_type": "gre", "project_id": "project-a"}
     else:
         for s in c.get(TS).json()["tap_services"]:
-            c.delete(f"{TS}/{s['id']}")
-        before = []
+            c.delete(f"{TS}/{s['id']}")  # frees taas_ids (some wait in PENDING_DELETE)
+        before = c.get(TS).json()["tap_services"]
         body = {"port_id": api.port()["id"], "project_id": "project-a"}
     r = c.post(f"/v2.0/taas/{kind}s", json={kind: {**body, "name": name}})
     err = neutron_error(r, 500, "TaasDriverError")

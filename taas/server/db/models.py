@@ -59,6 +59,8 @@ class TapService(Base):
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
     # Unique: the arbiter of concurrent allocations on every database.
     taas_id: Mapped[int] = mapped_column(Integer, unique=True)
+    # Revision that created it: hosts that reported older revisions may still be installing it.
+    created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -75,6 +77,8 @@ class TapFlow(Base):
     direction: Mapped[str] = mapped_column(String(4))
     vlan_filter: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    # Revision that created it: hosts that reported older revisions may still be installing it.
+    created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -89,6 +93,8 @@ class TapMirror(Base):
     remote_ip: Mapped[str] = mapped_column(String(64))
     mirror_type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    # Revision that created it: hosts that reported older revisions may still be installing it.
+    created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 

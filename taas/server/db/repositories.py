@@ -339,6 +339,13 @@ class AgentRepository(Repository[Agent]):
         stmt = select(HeldResource.resource_id).where(HeldResource.host == host)
         return set(self.session.scalars(stmt))
 
+    def reported_revisions(self, hosts: Iterable[str]) -> dict[str, int | None]:
+        hosts = list(set(hosts))
+        if not hosts:
+            return {}
+        stmt = select(Agent.host, Agent.reported_revision).where(Agent.host.in_(hosts))
+        return {h: r for h, r in self.session.execute(stmt)}
+
     def is_held(self, kind: str, resource_id: str) -> bool:
         stmt = select(HeldResource.host).where(
             HeldResource.kind == kind, HeldResource.resource_id == resource_id

@@ -142,7 +142,10 @@ class Agents:
         agent.heartbeat_at = now()
         agent.reported_revision = revision
         session.flush()
-        lifecycle.refresh(session, resource_ids=before | {r for _, r in held})
+        # What the host held or holds, and what names its ports (pending deletions that waited
+        # for this host to catch up).
+        local = {p.id for p in PortRepository(session).bound_to(host)}
+        lifecycle.refresh(session, resource_ids=before | {r for _, r in held}, port_ids=local)
         return {"host": host, "revision": revision, "accepted": len(held),
                 "taas_ids": sorted(ids)}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from taas.server.db.repositories import (
@@ -23,6 +25,26 @@ def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
     if hosts and None not in hosts and all(reported.get(h) == "ACTIVE" for h in hosts if h):
         return "ACTIVE"
     return "DOWN"
+
+
+def involved_hosts(session: Session, kind: str, row: Any) -> set[str]:
+    """Hosts of the ports a resource names (a flow: its source and its service's destination)."""
+    port_ids = [row.port_id] if kind != "tap_flow" else [row.source_port]
+    if kind == "tap_flow":
+        service = TapServiceRepository(session).get(row.tap_service_id)
+        if service is not None:
+            port_ids.append(service.port_id)
+    ports = PortRepository(session).get_many(port_ids)
+    return {p.host for p in ports.values() if p.host}
+
+
+def may_be_installing(session: Session, kind: str, row: Any) -> bool:
+    """Whether a host may hold the resource without having reported it yet: its agent's last
+    report is older than the resource (or it never reported). Deleting such a resource at once
+    could free a taas_id whose flows are being installed."""
+    hosts = involved_hosts(session, kind, row)
+    reported = AgentRepository(session).reported_revisions(hosts)
+    return any(rev is None or rev < row.created_revision for rev in reported.values())
 
 
 def refresh(
@@ -78,13 +100,16 @@ def refresh(
         update(m, "tap_mirror", [host(m.port_id)])
     session.flush()
 
+    def gone(kind: str, row: Any) -> bool:
+        return (row.status == PENDING_DELETE and (kind, row.id) not in held
+                and not may_be_installing(session, kind, row))
+
     for f in flows:
-        if f.status == PENDING_DELETE and ("tap_flow", f.id) not in held:
+        if gone("tap_flow", f):
             flows_repo.remove(f)
     for s in services:
-        if s.status == PENDING_DELETE and ("tap_service", s.id) not in held \
-                and not flows_repo.of_service(s.id):
+        if gone("tap_service", s) and not flows_repo.of_service(s.id):
             services_repo.remove(s)
     for m in mirrors:
-        if m.status == PENDING_DELETE and ("tap_mirror", m.id) not in held:
+        if gone("tap_mirror", m):
             mirrors_repo.remove(m)

@@ -17,6 +17,7 @@ from taas.server.db.repositories import (
     ListQuery,
     PortRepository,
     Repository,
+    RevisionRepository,
     TapFlowRepository,
     TapMirrorRepository,
     TapServiceRepository,
@@ -80,6 +81,12 @@ class TapResources:
 
         uow.after_commit(post, undo)
 
+    @staticmethod
+    def _stamp(session: Session, row: Any) -> None:
+        """Remember the revision that publishes the new resource (see may_be_installing)."""
+        row.created_revision = RevisionRepository(session).current()
+        session.flush()
+
     def _safe_post(self, name: str, kind: str, row: Any) -> None:
         try:
             self._hook(name, kind, row)
@@ -136,6 +143,7 @@ class TapResources:
         )
         self._allocate_taas_id(repo, row)
         self._hook("create_tap_service_precommit", "tap_service", row, session)
+        self._stamp(session, row)
         self._after_create(uow, "tap_service", row)
         return row
 
@@ -185,7 +193,8 @@ class TapResources:
         """Delete at once if no host holds it, else PENDING_DELETE until hosts confirm."""
         session = uow.session
         self._hook(f"delete_{kind}_precommit", kind, row, session)
-        if blocked or AgentRepository(session).is_held(kind, row.id):
+        if (blocked or AgentRepository(session).is_held(kind, row.id)
+                or lifecycle.may_be_installing(session, kind, row)):
             row.status = PENDING_DELETE
             session.flush()
         else:
@@ -226,6 +235,7 @@ class TapResources:
         )
         TapFlowRepository(session).add(row)
         self._hook("create_tap_flow_precommit", "tap_flow", row, session)
+        self._stamp(session, row)
         self._after_create(uow, "tap_flow", row)
         return row
 
@@ -278,6 +288,7 @@ class TapResources:
         if not repo.add_tunnels(row.id, tunnels):
             raise conflict(tunnels)
         self._hook("create_tap_mirror_precommit", "tap_mirror", row, session)
+        self._stamp(session, row)
         self._after_create(uow, "tap_mirror", row)
         return row
 
