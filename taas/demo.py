@@ -136,12 +136,12 @@ def main() -> int:
             step("As tenant project-a: a tap service on the monitoring VM, tap flows on "
                  "vm1 (same host as mon) and vm2 (the other host)")
             run([taas, "port", "list"], token=TENANT_TOKEN)
-            run([taas, "tap", "service", "create", "--port", vms["mon"]["port_id"],
+            run([taas, "tap", "service", "create", "--port", "mon",
                  "--name", "ids"], token=TENANT_TOKEN)
-            run([taas, "tap", "flow", "create", "--port", vms["vm1"]["port_id"],
+            run([taas, "tap", "flow", "create", "--port", "vm1",
                  "--tap-service", "ids", "--direction", "BOTH", "--name", "vm1-local"],
                 token=TENANT_TOKEN)
-            run([taas, "tap", "flow", "create", "--port", vms["vm2"]["port_id"],
+            run([taas, "tap", "flow", "create", "--port", "vm2",
                  "--tap-service", "ids", "--direction", "OUT", "--name", "vm2-remote"],
                 token=TENANT_TOKEN)
             wait_active(url, "tap_flows", ["vm1-local", "vm2-remote"])
