@@ -97,7 +97,16 @@ def taas_server(workdir: Path) -> Iterator[str]:
         log.close()
 
 
-def wait_active(url: str, kind: str, names: list[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+def count_icmp(pcap: Path) -> int:
+    """ICMP frames in a pcap that tcpdump is still writing (-U flushes each packet)."""
+    res = subprocess.run(["tcpdump", "-nn", "-r", str(pcap), "icmp"], capture_output=True,
+                         text=True)
+    return len(res.stdout.splitlines())
+
+
+def wait_active(
+    url: str, kind: str, names: list[str], timeout: float = 30.0
+) -> list[dict[str, Any]]:
     """Poll the API until the named tap resources are ACTIVE (agents confirmed their flows)."""
     import httpx
 
@@ -161,7 +170,10 @@ def main() -> int:
                  "ping", "-c", "3", "-i", "0.2", vm3["ip"]])
             run([taas, "lab", "exec", "--state", str(state_file), "vm2", "--",
                  "ping", "-c", "3", "-i", "0.2", vm3["ip"]])
-            time.sleep(0.5)
+            # Copies cross two userspace switches and a tunnel: give a loaded machine a moment.
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and count_icmp(pcap_mon) < 9:
+                time.sleep(0.1)
             tcpdump.send_signal(signal.SIGINT)
             tcpdump.wait(10)
 
