@@ -1,7 +1,13 @@
 """Data-plane benchmark of the OVS driver on a real lab.
 
-    python -m bench.dataplane_bench [--quick] [--rounds N] [--mbytes M]
+    python -m bench.dataplane_bench [--quick] [--rounds N] [--mbytes M] [--incremental-only]
+                                    [--changes K]
 
+0. Incremental change latency: p50/p99 of OvsDriver.sync() for adding one tap flow (a new
+   source port, OUT) to a host holding N tap flows, N = 10 and 1,000, and of the sync that
+   removes it again; K changes each (default 40). Two cases: the tap service's monitor on the
+   same host (br-int changes), and on the other host (first use of that remote service: br-int,
+   br-tap and br-tun change). --incremental-only runs just this part.
 1. Full resync: OvsDriver.sync() of N tap flows on one host from an empty switch, then a no-op
    sync (nothing changed; the driver reads the flow count and, as it matches, skips the dump),
    the same with a full dump of the switch's taas flows, and a 1% change (1% of the tap flows
@@ -102,6 +108,60 @@ def synthetic(lab: Lab, n: int) -> tuple[DesiredState, dict[str, LocalPort]]:
     return DesiredState("host1", 1, services, tuple(flows), (), facts), ports
 
 
+def _pct(vals: list[float], q: float) -> float:
+    vals = sorted(vals)
+    return vals[min(len(vals) - 1, int(q * len(vals)))]
+
+
+def bench_incremental(lab: Lab, sizes: list[int], changes: int) -> None:
+    h = lab.host("host1")
+    vm3 = lab.vm("vm3")
+    h2 = lab.host(vm3.host)
+    drv = OvsDriver(h.ovsdb, h.run_dir, "host1", h.tunnel_ip)
+    drv.setup()
+    empty = DesiredState("host1", 0)
+    print(f"\nincremental change latency: sync() adding / removing one tap flow (new source "
+          f"port, OUT) on a host holding N tap flows; ms over {changes} changes")
+    print(f"{'N':>6} {'monitor':>8} {'add p50':>8} {'add p99':>8} {'del p50':>8} {'del p99':>8}"
+          f" {'flows +/-':>10}")
+    remote = TapServiceState("s-remote", "p", vm3.port_id, 3899, 16_003_899, h2.name,
+                             h2.tunnel_ip)
+    for n in sizes:
+        drv.sync(empty, {})
+        state, ports = synthetic(lab, n)
+        state = replace(state, tap_services=state.tap_services + (remote,),
+                        ports={**state.ports, vm3.port_id: PortFacts(
+                            vm3.port_id, vm3.network_id, vm3.mac, 100, h2.name)})
+        drv.sync(state, ports)
+        assert drv.sync(state, ports).added == 0
+        for where, sid in (("local", "s0"), ("remote", "s-remote")):
+            adds: list[float] = []
+            dels: list[float] = []
+            touched = 0
+            for k in range(changes):
+                pid = f"new{k}"
+                mac = f"fa:16:3e:ff:{k >> 8 & 255:02x}:{k & 255:02x}"
+                port = LocalPort(pid, 60000 + k, 100, mac, f"new{k}")
+                grown = replace(
+                    state, revision=state.revision + 1,
+                    tap_flows=state.tap_flows + (TapFlowState(f"fn{k}", "p", sid, pid, "OUT",
+                                                              None),),
+                    ports={**state.ports, pid: PortFacts(pid, "net0", mac, 1000, "host1")})
+                t0 = time.monotonic()
+                res = drv.sync(grown, {**ports, pid: port})
+                adds.append((time.monotonic() - t0) * 1000)
+                assert res.added > 0 and res.removed == 0, res
+                touched = res.added
+                t0 = time.monotonic()
+                res = drv.sync(state, ports)
+                dels.append((time.monotonic() - t0) * 1000)
+                assert res.removed == touched and res.added == 0, res
+            print(f"{n:>6,} {where:>8} {_pct(adds, 0.5):>8.1f} {_pct(adds, 0.99):>8.1f}"
+                  f" {_pct(dels, 0.5):>8.1f} {_pct(dels, 0.99):>8.1f} {touched:>10}")
+    drv.sync(empty, {})
+    drv.close()
+
+
 def bench_resync(lab: Lab, sizes: list[int]) -> None:
     h = lab.host("host1")
     drv = OvsDriver(h.ovsdb, h.run_dir, "host1", h.tunnel_ip)
@@ -172,10 +232,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--mbytes", type=int, default=200)
+    ap.add_argument("--changes", type=int, default=40)
+    ap.add_argument("--incremental-only", action="store_true")
     args = ap.parse_args()
     print(machine())
     lab = Lab.up(None, unique_name("bdp"), autoclean=True)
     try:
+        bench_incremental(lab, [10, 1000], args.changes)
+        if args.incremental_only:
+            return
         bench_resync(lab, [100, 1000] if args.quick else [100, 1000, 10_000])
         throughput(lab, 3 if args.quick else args.rounds, 50 if args.quick else args.mbytes)
     finally:

@@ -1,23 +1,27 @@
 """The OVS driver: converges a host's switches to its desired state.
 
-``sync`` = read local facts from OVSDB -> compile (pure, ``compile.py``) -> dump the flows that
-carry the taas cookie -> diff -> apply the difference in one OpenFlow bundle per bridge.
+``sync`` = read local facts from OVSDB -> compile (pure, ``compile.py``) -> know the flows that
+carry the taas cookie (last applied set, checked by count; or dumped) -> diff -> apply the
+difference in one OpenFlow bundle per bridge, bridges with work in parallel.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 from taas.agent.ovs import tables as T
 from taas.agent.ovs.compile import BR_INT, BR_TAP, BR_TUN, BridgeFacts, compile_host, static_flows
 from taas.agent.ovs.flows import Flow
-from taas.agent.ovs.switch import Iface, OpenFlowBridge, Ovsdb, SwitchError
+from taas.agent.ovs.switch import Iface, OpenFlowBridge, Ovsdb, OvsdbView, SwitchError
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
 
 LOG = logging.getLogger(__name__)
+R = TypeVar("R")
 
 # external_ids marking the tap-mirror tunnel ports the driver owns on br-tap
 EXT_MIRROR = "taas-tap-mirror"
@@ -62,13 +66,15 @@ class OvsDriver:
         # What a mirrored frame does next on br-int: NORMAL in the lab; a Neutron node with the
         # OVS firewall would continue in the L2 agent's pipeline instead (e.g. resubmit(,60)).
         self.continuation = continuation
-        self.ovsdb = Ovsdb(ovsdb)
+        self.ovsdb = Ovsdb(ovsdb)  # writes (and reads when the view is not ready)
+        self.view = OvsdbView(ovsdb)  # reads: a replica kept by the IDL, no process per sync
         self.of = {BR_INT: OpenFlowBridge(rundir, int_br), BR_TAP: OpenFlowBridge(rundir, tap_br),
                    BR_TUN: OpenFlowBridge(rundir, tun_br)}
         # The flows of each bridge as of our last successful apply. Only we write our cookie,
         # so while the switch holds as many flows with it as we applied, they are these; any
         # loss (a wipe, a restart, a delete by cookie) changes the count and forces a dump.
         self._applied: dict[str, frozenset[Flow]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -92,57 +98,105 @@ class OvsDriver:
         args += ["--", "set", "Open_vSwitch", ".", "other_config:vlan-limit=2"]
         self.ovsdb.vsctl(*args)
         self._applied.clear()
-        facts = self._facts()[0]
-        for br, flows in static_flows(facts).items():
-            self.of[br].apply((), flows)  # add = create or overwrite: idempotent
+        facts = self._facts(fresh=True)[0]
+        self._map(lambda br: self.of[br].apply((), static_flows(facts)[br]),  # idempotent add
+                  [BR_INT, BR_TAP, BR_TUN])
 
     def switch_was_reset(self) -> bool:
         """True when the canary flow is gone from any bridge (OVS restarted, flows wiped)."""
+        self.view.poll()  # called every second by the agent: keeps the OVSDB replica drained
         try:
-            return any(not self.of[b].dump(T.CANARY_TABLE) for b in (BR_INT, BR_TAP, BR_TUN))
+            return any(self.of[b].count(T.CANARY_TABLE) == 0 for b in (BR_INT, BR_TAP, BR_TUN))
         except SwitchError:
             return True
 
     def close(self) -> None:
-        """Nothing is held open: every call to OVS is a short-lived command."""
+        """Close the OVSDB replica, the OpenFlow connections and the worker threads."""
+        self.view.close()
+        for of in self.of.values():
+            of.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # --- sync --------------------------------------------------------------------------------
 
-    def sync(self, desired: DesiredState, ports: Mapping[str, LocalPort]) -> SyncResult:
-        """Converge the switches to ``desired``: compile, dump own flows, diff, apply."""
+    def sync(self, desired: DesiredState, ports: Mapping[str, LocalPort],
+             verify: bool = False) -> SyncResult:
+        """Converge the switches to ``desired``: compile, diff against the switch, apply.
+
+        A bridge's flows are known without reading them back when the switch still holds as
+        many taas flows as the driver last applied there (one aggregate request): any loss
+        (wipe, restart, delete by someone else) changes that count and forces a full dump.
+        ``verify=True`` dumps and diffs every bridge regardless (the agent's periodic check:
+        also catches a taas flow someone rewrote in place, which the count cannot see).
+        """
         try:
-            facts, ifaces = self._facts()
+            return self._sync(desired, ports, verify, fresh=False)
+        except SwitchError as e:
+            # The OVSDB replica may lag behind a change that just happened (a bridge deleted,
+            # ports renumbered): once more from facts read through ovs-vsctl and full dumps.
+            LOG.warning("host %s: sync failed (%s); retrying from fresh facts", self.host, e)
+            self._applied.clear()
+            return self._sync(desired, ports, True, fresh=True)
+
+    def _sync(self, desired: DesiredState, ports: Mapping[str, LocalPort], verify: bool,
+              fresh: bool) -> SyncResult:
+        try:
+            facts, ifaces = self._facts(fresh)
         except SwitchError:
             # br-tap or a patch port is gone while the canary survived: rebuild, then go on.
             LOG.warning("host %s: taas bridge/ports missing, running setup()", self.host)
             self.setup()
-            facts, ifaces = self._facts()
+            facts, ifaces = self._facts(fresh=True)
         if self._reconcile_mirror_ports(desired, ports, ifaces):
-            facts, ifaces = self._facts()
+            facts, ifaces = self._facts(fresh=True)  # new ports' ofports, as ovs-vsctl waited
         compiled = compile_host(desired, ports, facts, self.host, self.continuation)
-        added = removed = 0
-        # Upstream first: new copies meet br-tap's default drop until it is ready, and removed
-        # copies stop at the source before their path goes. Nothing leaks in between.
+        # What each bridge holds: the last applied set if the count agrees (no process).
+        known: dict[str, frozenset[Flow] | None] = {}
         for br in (BR_INT, BR_TAP, BR_TUN):
-            want = compiled.flows[br]
             cached = self._applied.pop(br, None)
-            if cached is not None and self.of[br].count() == len(cached):
-                have: frozenset[Flow] | set[Flow] = cached
-            else:
-                have = self.of[br].dump()
-            delete, add = diff(have, want)
+            ok = cached is not None and not verify and self.of[br].count() == len(cached)
+            known[br] = cached if ok else None
+            if ok and cached == compiled.flows[br]:
+                self._applied[br] = cached  # nothing to do on this bridge
+
+        def converge(br: str) -> tuple[int, int]:
+            want = compiled.flows[br]
+            have = known[br]
+            delete, add = diff(have if have is not None else self.of[br].dump(), want)
             self.of[br].apply(delete, add)
             self._applied[br] = want
-            added += len(add)
-            removed += len(delete)
+            return len(add), len(delete)
+
+        # Bridges with work, in parallel. Order between bridges does not matter: each bundle
+        # is atomic, and a copy whose next hop is not there yet (or any more) meets that
+        # bridge's default drop (br-tap: everything unconfigured; br-tun: anything else from
+        # patch-tun-tap; br-int: anything else from patch-int-tap), never a wrong port.
+        work = [br for br in (BR_INT, BR_TAP, BR_TUN) if br not in self._applied]
+        counts = self._map(converge, work)
+        added = sum(a for a, _ in counts)
+        removed = sum(r for _, r in counts)
         if added or removed:
             LOG.info("host %s: +%d -%d flows", self.host, added, removed)
         return SyncResult(compiled.statuses, compiled.taas_ids, added, removed)
 
+    def _map(self, fn: Callable[[str], R], bridges: list[str]) -> list[R]:
+        """fn over bridges, concurrently when more than one (each runs its own ovs-ofctl)."""
+        if len(bridges) <= 1:
+            return [fn(br) for br in bridges]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="taas-ovs")
+        futures = [self._pool.submit(fn, br) for br in bridges]
+        wait(futures)  # every bridge finishes (or fails) before anything else touches them
+        return [f.result() for f in futures]  # the first error, if any, is raised here
+
     # --- OVSDB facts -------------------------------------------------------------------------
 
-    def _facts(self) -> tuple[BridgeFacts, dict[str, Iface]]:
-        _, ifaces = self.ovsdb.snapshot()
+    def _facts(self, fresh: bool = False) -> tuple[BridgeFacts, dict[str, Iface]]:
+        """Facts from the OVSDB replica, or through ovs-vsctl when ``fresh`` or not ready."""
+        view = None if fresh else self.view.interfaces()
+        ifaces = view if view is not None else self.ovsdb.snapshot()[1]
 
         def ofport(name: str, bridge: str) -> int:
             i = ifaces.get(name)
