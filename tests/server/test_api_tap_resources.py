@@ -60,6 +60,40 @@ def test_tap_service_lifecycle(api: Api) -> None:
     neutron_error(c.delete(f"{TS}/{ts['id']}"), 404, "TapServiceNotFound")
 
 
+def _revision(api: Api) -> int:
+    r = api("service").get("/v2.0/taas-agents/no-such-host/desired-state")
+    assert r.status_code == 200, r.text
+    return r.json()["desired_state"]["revision"]
+
+
+def test_empty_put_is_a_no_op_200(api: Api) -> None:
+    """Neutron: PUT with an empty resource body changes nothing and answers the resource."""
+    ts = api.tap_service(name="keep", description="d")
+    tf = api.tap_flow(ts, name="keep-f")
+    tm = api.tap_mirror(name="keep-m")
+    port = api.port(name="keep-p")
+    c = api("a-member")
+    before = _revision(api)
+    for path, key, item, who in ((TS, "tap_service", ts, "a-member"),
+                                 (TF, "tap_flow", tf, "a-member"),
+                                 (TM, "tap_mirror", tm, "a-member"),
+                                 ("/v2.0/ports", "port", port, "admin")):
+        r = api(who).put(f"{path}/{item['id']}", json={key: {}})
+        assert r.status_code == 200, r.text
+        got = r.json()[key]
+        assert {k: got[k] for k in item if k != "status"} == {
+            k: v for k, v in item.items() if k != "status"}
+        # Non-updatable attributes stay 400 and change nothing.
+        neutron_error(api(who).put(f"{path}/{item['id']}",
+                                   json={key: {"name": "x", "id": item["id"]}}), 400)
+        assert api(who).get(f"{path}/{item['id']}").json()[key]["name"] == item["name"]
+    assert _revision(api) == before  # nothing changed, no agent is woken
+    # Still 404 for another project's resource, 403 for a reader.
+    neutron_error(api("b-member").put(f"{TS}/{ts['id']}", json={"tap_service": {}}), 404)
+    neutron_error(api("a-reader").put(f"{TS}/{ts['id']}", json={"tap_service": {}}), 403)
+    assert c.get(f"{TS}/{ts['id']}").json()["tap_service"]["name"] == "keep"
+
+
 def test_tap_service_port_rules(api: Api) -> None:
     c = api("a-member")
     neutron_error(c.post(TS, json={"tap_service": {"port_id": str(uuid.uuid4())}}), 404,

@@ -154,7 +154,8 @@ class Inventory:
         uow.session.flush()
         if "binding:host_id" in attrs:
             lifecycle.refresh(uow.session, port_ids={row.id})
-        self._changed(uow, "port", row)
+        if attrs:  # an empty update changes nothing: no revision bump
+            self._changed(uow, "port", row)
         return row
 
     def delete_port(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:

@@ -258,6 +258,5 @@ def check_body(
                                    f"specified for {resource}")
             if attr.default is not None or key in ("tenant_id", "project_id"):
                 out.setdefault(key, attr.default)
-    if update and not out:
-        raise InvalidInput(f"Nothing to update in {resource}")
+    # An empty update is Neutron's no-op: 200 with the resource unchanged.
     return out
