@@ -8,9 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
+AUTH_STRATEGIES = ("token", "noauth")
 
 
 class ConfigError(Exception):
@@ -23,6 +22,8 @@ class Settings:
     port: int = 9696
     db_url: str = DEFAULT_DB_URL
     tokens_file: str | None = None
+    # "token" (X-Auth-Token from tokens_file) or "noauth" (trust every caller; labs only).
+    auth_strategy: str = "token"
     vlan_range_start: int = 3900
     vlan_range_end: int = 4000
     tunnel_key_base: int = 16_000_000
@@ -43,6 +44,9 @@ class Settings:
             raise ConfigError("tunnel_key_base must keep tunnel_key_base + 4095 below 2**24")
         if self.agent_down_time <= 0:
             raise ConfigError("agent_down_time must be positive")
+        if self.auth_strategy not in AUTH_STRATEGIES:
+            raise ConfigError(f"auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}, "
+                              f"got {self.auth_strategy!r}")
         if not (0 < self.port < 65536):
             raise ConfigError(f"port must be 1..65535, got {self.port}")
 
@@ -89,6 +93,8 @@ def read_config_file(path: str) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: {exc}") from None
         data = dict(parser["taas"]) if parser.has_section("taas") else dict(parser.defaults())
     else:
+        import yaml  # here: not every start needs it (start-up time)
+
         try:
             data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as exc:

@@ -62,6 +62,7 @@ class ServerProcess:
             tok: {"project_id": project, "roles": roles}
             for tok, (project, roles) in self.identities.items()
         }}))
+        self.config = dict(config)
         self.config_file = self.workdir / "taas.json"
         self.config_file.write_text(json.dumps({**config, "tokens_file": str(tokens_file),
                                                 "db_url": self.db_url}))
@@ -116,7 +117,16 @@ class ServerProcess:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    @property
+    def noauth(self) -> bool:
+        return self.config.get("auth_strategy") == "noauth"
+
     def headers(self, name: str) -> dict[str, str]:
+        """Headers that make a request come from identity `name`: its token, or under
+        auth_strategy=noauth the X-Project-Id/X-Roles it claims."""
+        if self.noauth:
+            project, roles = self.identities[self.tokens[name]]
+            return {"X-Project-Id": project, "X-Roles": ",".join(roles)}
         return {"X-Auth-Token": self.tokens[name]}
 
     def client(self, name: str, **kwargs: Any) -> httpx.Client:

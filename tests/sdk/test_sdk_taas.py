@@ -1,9 +1,9 @@
-"""openstacksdk (from PyPI, unchanged) against a real taas-server, with no Keystone."""
+"""openstacksdk (from PyPI, unchanged) against a real taas-server, with no Keystone:
+auth_type admin_token against the token strategy, auth_type none against auth_strategy=noauth."""
 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,43 +47,98 @@ def test_networks_and_ports(admin: Any, member: Any, other: Any,
         admin.network.get_port(extra.id)
 
 
-@pytest.fixture
-def notused_server(server: Any) -> Iterator[Any]:
-    """A second taas-server on the same database whose tokens file knows "notused".
+@pytest.fixture(scope="module")
+def noauth_server(server: Any) -> Iterator[Any]:
+    """openstacksdk with auth_type none against a taas-server with auth_strategy=noauth.
 
-    With auth_type none, keystoneauth sends the fixed token `X-Auth-Token: notused`; a
-    deployment without Keystone maps that token to an identity like any other token.
+    keystoneauth's none plugin reads the versions at `/`, follows the v2.0 link and sends no
+    token of ours (it sends `X-Auth-Token: notused`, which noauth ignores): the caller is the
+    admin of project "admin". Its own database, so the token tests' lists stay exact.
     """
-    from taas.testing.server import ServerProcess
+    from taas.testing.postgres import create_database
+    from taas.testing.server import run_server
 
-    srv = ServerProcess(server.db_url, None, {})
-    try:
-        tokens_file = srv.workdir / "tokens.json"
-        data = json.loads(tokens_file.read_text())
-        data["tokens"]["notused"] = {"project_id": PROJECT, "roles": ["member"]}
-        tokens_file.write_text(json.dumps(data))
-        srv.start()
+    db_url = None
+    if server.db_url.startswith("postgresql"):
+        db_url = create_database(server.db_url, "taas_noauth")
+    with run_server(db_url=db_url, auth_strategy="noauth") as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
-def test_auth_none_discovers_the_endpoint(notused_server: Any,
-                                          inventory: dict[str, Any]) -> None:
-    """auth_type none: openstacksdk GETs / and follows the v2.0 link, no token of ours."""
-    conn = openstack.connect(auth_type="none", auth={"endpoint": notused_server.url + "/"})
-    ports = inventory["ports"]
-    assert set(ports) <= {p.name for p in conn.network.ports()}
-    ts = conn.network.create_tap_service(port_id=ports["sdk-mon"].id, name="sdk-none-ts")
+def connect_none(url: str, headers: dict[str, str] | None = None
+                 ) -> openstack.connection.Connection:
+    """auth_type none; `headers` may claim an identity (noauth honours X-Project-Id/X-Roles)."""
+    conn = openstack.connect(auth_type="none", auth={"endpoint": url + "/"})
+    if headers:
+        conn.network.additional_headers = dict(headers)
+    return conn
+
+
+def test_auth_none_crud_and_errors(noauth_server: Any) -> None:
+    conn = connect_none(noauth_server.url)
+    net = conn.network.create_network(name="none-net", provider_segmentation_id=next(_seg))
+    assert net.project_id == "admin"  # noauth with no identity headers: admin of "admin"
+    ports = {n: conn.network.create_port(network_id=net.id, name=n)
+             for n in ("none-mon", "none-vm1", "none-vm2", "none-vm3")}
+    assert {p.name for p in conn.network.ports(network_id=net.id)} == set(ports)
+
+    ts = conn.network.create_tap_service(port_id=ports["none-mon"].id, name="none-ts")
+    assert ts.project_id == "admin" and ts.status == "DOWN"
+    f1 = conn.network.create_tap_flow(tap_service_id=ts.id, direction="IN",
+                                      source_port=ports["none-vm1"].id, name="none-f1")
+    f2 = conn.network.create_tap_flow(tap_service_id=ts.id, direction="BOTH",
+                                      source_port=ports["none-vm2"].id, name="none-f2",
+                                      vlan_filter="5-9")
+    # List and filter.
+    assert {f.id for f in conn.network.tap_flows()} == {f1.id, f2.id}
+    assert [f.id for f in conn.network.tap_flows(name="none-f2")] == [f2.id]
+    assert [f.id for f in conn.network.tap_flows(direction="IN")] == [f1.id]
+    assert [s.id for s in conn.network.tap_services(port_id=ports["none-mon"].id)] == [ts.id]
+    assert conn.network.find_tap_service("none-ts").id == ts.id
+    # Update.
+    assert conn.network.update_tap_service(ts, description="renamed").description == "renamed"
+    upd = conn.network.update_tap_flow(f2, name="none-f2b")
+    assert (upd.name, upd.vlan_filter) == ("none-f2b", "5-9")
+    assert conn.network.get_tap_service(ts.id).description == "renamed"
+
+    # 409s become ConflictException.
+    with pytest.raises(exceptions.ConflictException) as err:
+        conn.network.create_tap_service(port_id=ports["none-mon"].id)
+    assert err.value.status_code == 409
+    tm = conn.network.create_tap_mirror(port_id=ports["none-vm3"].id, directions={"IN": 303},
+                                        remote_ip="192.0.2.30", mirror_type="gre")
+    with pytest.raises(exceptions.ConflictException):
+        conn.network.create_tap_mirror(port_id=ports["none-vm2"].id, directions={"OUT": 303},
+                                       remote_ip="192.0.2.31", mirror_type="gre")
+
+    # A caller claiming project-a by headers is a member there: the admin's service does
+    # not exist for it, and it may not act for another project.
+    member = connect_none(noauth_server.url, {"X-Project-Id": PROJECT, "X-Roles": "member"})
     try:
-        assert ts.project_id == PROJECT
-        flow = conn.network.create_tap_flow(tap_service_id=ts.id, direction="IN",
-                                            source_port=ports["sdk-vm1"].id)
-        assert [f.id for f in conn.network.tap_flows()] == [flow.id]
-        assert conn.network.find_tap_service("sdk-none-ts").id == ts.id
+        with pytest.raises(exceptions.NotFoundException):
+            member.network.get_tap_service(ts.id)
+        assert list(member.network.tap_services()) == []
+        with pytest.raises(exceptions.ForbiddenException):
+            member.network.create_tap_service(port_id=ports["none-vm1"].id,
+                                              project_id="project-b")
     finally:
-        conn.network.delete_tap_service(ts)
+        member.close()
+
+    # Delete; afterwards 404 is NotFoundException.
+    conn.network.delete_tap_mirror(tm)
+    conn.network.delete_tap_flow(f1)
+    assert [f.id for f in conn.network.tap_flows()] == [f2.id]
+    conn.network.delete_tap_service(ts)  # takes f2 with it
     assert conn.network.find_tap_service(ts.id) is None
+    assert list(conn.network.tap_flows()) == []
+    with pytest.raises(exceptions.NotFoundException):
+        conn.network.get_tap_service(ts.id)
+    with pytest.raises(exceptions.NotFoundException):
+        conn.network.delete_tap_flow(f1.id, ignore_missing=False)
+    for p in ports.values():
+        conn.network.delete_port(p)
+    conn.network.delete_network(net)
+    conn.close()
 
 
 def test_tap_service_crud(member: Any, other: Any, inventory: dict[str, Any]) -> None:

@@ -22,8 +22,21 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_documents_options(tmp_path: Path) -> None:
     out = run("--help", cwd=tmp_path).stdout
     for opt in ("--host", "--port", "--db-url", "--tokens-file", "--config", "vlan_range_start",
-                "agent_down_time", "db upgrade"):
+                "agent_down_time", "db upgrade", "--auth-strategy", "noauth"):
         assert opt in out
+    # noauth's risk is spelled out where the option is offered.
+    flat = " ".join(out.split())
+    assert "trusts every caller" in flat and "labs only" in flat
+
+
+def test_bad_auth_strategy_fails_clearly(tmp_path: Path) -> None:
+    r = run("--auth-strategy", "keystone", "db", "upgrade", cwd=tmp_path)
+    assert r.returncode == 2 and "keystone" in r.stderr
+    cfg = tmp_path / "taas.yaml"
+    cfg.write_text("auth_strategy: none\n")
+    r = run("--config", str(cfg), "db", "upgrade", cwd=tmp_path)
+    assert r.returncode == 2 and "auth_strategy must be one of token, noauth" in r.stderr
+    assert not (tmp_path / "taas.sqlite").exists()
 
 
 @pytest.mark.parametrize("content,suffix", [

@@ -49,7 +49,9 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.db = db
     app.state.notifier = notifier
     app.state.driver = driver
-    app.state.tokens = tokens or TokenStore.from_file(settings.tokens_file)
+    # noauth trusts every caller: a tokens file, if any, is not read.
+    app.state.tokens = tokens or TokenStore.from_file(
+        settings.tokens_file if settings.auth_strategy == "token" else None)
     app.state.taps = taps
     app.state.inventory = Inventory(settings, driver, taps)
     app.state.agents = Agents(settings, driver)
