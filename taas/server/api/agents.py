@@ -74,7 +74,8 @@ async def desired_state(host: str, request: Request, ctx: Caller) -> Any:
             event = notifier.current()
             current = await read(request, lambda s: RevisionRepository(s).current())
             remaining = deadline - time.monotonic()
-            if current != known or remaining <= 0:
+            # notifier.closing: the server is stopping; answer now rather than hold it up.
+            if current != known or remaining <= 0 or notifier.closing:
                 break
             try:
                 await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))

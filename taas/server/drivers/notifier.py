@@ -14,7 +14,6 @@ import asyncio
 import logging
 import threading
 
-import psycopg
 from sqlalchemy.engine import make_url
 
 LOG = logging.getLogger(__name__)
@@ -25,6 +24,8 @@ class RevisionNotifier:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        # Set when the server stops: long-polls answer at once instead of waiting.
+        self.closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -39,6 +40,11 @@ class RevisionNotifier:
         """Safe from any thread."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._fire)
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiter for good (safe from a signal handler)."""
+        self.closing = True
+        self.wake()
 
     def _fire(self) -> None:
         event, self._event = self._event, asyncio.Event()
@@ -61,9 +67,11 @@ class PostgresListener:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=2)
 
     def _run(self) -> None:
+        import psycopg  # here: a SQLite server never needs it (start-up time)
+
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
@@ -71,7 +79,8 @@ class PostgresListener:
                     # A change may have happened while (re)connecting.
                     self._notifier.wake()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
+                        # Short timeout: stop() is noticed quickly (an idle select, no query).
+                        for _ in conn.notifies(timeout=0.25):
                             self._notifier.wake()
             except Exception:  # noqa: BLE001 - keep listening through database restarts
                 LOG.exception("PostgreSQL LISTEN failed; retrying")
