@@ -10,6 +10,7 @@ to ``ovs-ofctl``, which parses everything. Pure: no I/O.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 from taas.agent.ovs.flows import Flow
 
@@ -151,6 +152,7 @@ def _action(a: str) -> bytes:
     raise Unsupported(a)
 
 
+@lru_cache(maxsize=4096)  # many flows share one action list (the same copies)
 def _instructions(actions: str) -> bytes:
     if actions == "drop":
         return b""  # no instruction: the packet is dropped

@@ -31,6 +31,9 @@ from taas.agent.ovs.tables import COOKIE
 
 LOG = logging.getLogger(__name__)
 OF_VERSION = "OpenFlow14"
+# Bundles up to this many flow mods are encoded here and sent over the persistent connection
+# (an incremental change: no process); bigger ones go through ovs-ofctl.
+NATIVE_BUNDLE_MAX = 500
 
 
 class SwitchError(RuntimeError):
@@ -87,13 +90,17 @@ class OpenFlowBridge:
     def apply(self, delete: Iterable[Flow], add: Iterable[Flow]) -> None:
         """Deletes then adds, in one atomic bundle (nothing half-installed is ever visible).
 
-        Sent over the bridge's persistent OpenFlow connection when every flow is in the
-        vocabulary of ``ofwire`` (always, for what ``compile.py`` writes with the default
-        continuation); through ``ovs-ofctl --bundle`` otherwise.
+        Up to ``NATIVE_BUNDLE_MAX`` flows whose text is in the vocabulary of ``ofwire`` (all
+        that ``compile.py`` writes, with the default continuation) go over the bridge's
+        persistent OpenFlow connection; anything else through ``ovs-ofctl --bundle``.
         """
         delete, add = list(delete), list(add)
         if not delete and not add:
             return
+        if len(delete) + len(add) > NATIVE_BUNDLE_MAX:
+            # A big bundle (full resync) is parsed faster by ovs-ofctl's C than encoded here;
+            # its process start-up is small next to the work.
+            return self.apply_by_ofctl(delete, add)
         try:
             msgs = ([ofwire.encode_flow_mod(f, ofwire.OFPFC_DELETE_STRICT, COOKIE, 0)
                      for f in delete]
