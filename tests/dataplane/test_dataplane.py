@@ -411,3 +411,24 @@ def test_incremental_sync_spawns_no_process_and_verify_repairs_in_place_edits(
     fixed = drv.sync(state, ports, verify=True)
     assert (fixed.added, fixed.removed) == (1, 1)
     assert victim in drv.of["tun"].dump()
+
+
+def test_a_refused_flow_fails_the_whole_bundle_and_the_connection_recovers(
+        lab: Lab, taas: Taas) -> None:
+    from taas.agent.ovs.flows import Flow
+    from taas.agent.ovs.switch import SwitchError
+
+    of = taas.drivers["host1"].of["tap"]
+    good = Flow.make(0, 299, {"in_port": "1", "dl_vlan": "3777"}, "IN_PORT")
+    bad = Flow.make(0, 299, {"in_port": "1", "dl_vlan": "3778"},
+                    "resubmit(,7),output:1,clone(set_field:0x1->reg40)")  # no reg40
+    with pytest.raises(SwitchError, match="reg40"):  # not encodable: ovs-ofctl refuses it too
+        of.apply([], [bad])
+    bad = good._replace(table=255, match=("in_port=1", "dl_vlan=3779"))  # no table 255
+    with pytest.raises(SwitchError):
+        of.apply([], [good, bad])
+    assert good not in of.dump()  # nothing of the refused bundle was applied
+    of.apply([], [good])  # the same connection goes on working
+    assert good in of.dump()
+    of.apply([good], [])
+    assert good not in of.dump()
