@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -246,24 +247,32 @@ def _exit_code(pid: int) -> tuple[bool, int] | None:
     return True, os.waitstatus_to_exitcode(status)
 
 
-@pytest.fixture(scope="module")
-def system() -> Iterator[System]:
-    with run_server() as srv:
+@contextmanager
+def start_system(**config: Any) -> Iterator[System]:
+    """taas-server (with server settings `config`) + a 2-host lab + one agent per host, all
+    removed at exit."""
+    with run_server(**config) as srv:
         lab = Lab.up(None, unique_name("e"), server=srv.url, token=srv.tokens["admin"],
                      agents=False, autoclean=True)
         try:
             sysm = System(srv, lab)
-            sysm.start_agents()  # the agents use the service role, as in production
-            for h in ("host1", "host2"):
-                wait_until(lambda h=h: "synced revision" in sysm.agent_log(h), 30,
-                           what=f"agent {h} up")
-            yield sysm
-        finally:
             try:
-                lab.down()
+                sysm.start_agents()  # the agents use the service role, as in production
+                for h in ("host1", "host2"):
+                    wait_until(lambda h=h: "synced revision" in sysm.agent_log(h), 30,
+                               what=f"agent {h} up")
+                yield sysm
             finally:
                 sysm.api.close()
                 sysm.admin.close()
+        finally:
+            lab.down()
 
 
-__all__ = ["System", "count_icmp", "icmp", "record", "wait_until"]
+@pytest.fixture(scope="module")
+def system() -> Iterator[System]:
+    with start_system() as sysm:
+        yield sysm
+
+
+__all__ = ["System", "count_icmp", "icmp", "record", "start_system", "wait_until"]
