@@ -11,11 +11,19 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from taas.agent.ovs import tables as T
-from taas.agent.ovs.compile import BR_INT, BR_TAP, BR_TUN, BridgeFacts, compile_host, static_flows
+from taas.agent.ovs.compile import (
+    BR_INT,
+    BR_TAP,
+    BR_TUN,
+    BridgeFacts,
+    Compiled,
+    compile_host,
+    static_flows,
+)
 from taas.agent.ovs.flows import Flow
 from taas.agent.ovs.switch import Iface, OpenFlowBridge, Ovsdb, OvsdbView, SwitchError
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
@@ -75,6 +83,9 @@ class OvsDriver:
         # loss (a wipe, a restart, a delete by cookie) changes the count and forces a dump.
         self._applied: dict[str, frozenset[Flow]] = {}
         self._pool: ThreadPoolExecutor | None = None
+        # The last compile and its inputs: the agent's periodic sync repeats the same inputs
+        # (under a new revision number), and comparing them is far cheaper than compiling.
+        self._compiled: tuple[tuple[object, ...], Compiled] | None = None
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -151,14 +162,14 @@ class OvsDriver:
             facts, ifaces = self._facts(fresh=True)
         if self._reconcile_mirror_ports(desired, ports, ifaces):
             facts, ifaces = self._facts(fresh=True)  # new ports' ofports, as ovs-vsctl waited
-        compiled = compile_host(desired, ports, facts, self.host, self.continuation)
+        compiled = self._compile(desired, ports, facts)
         # What each bridge holds: the last applied set if the count agrees (no process).
         known: dict[str, frozenset[Flow] | None] = {}
         for br in (BR_INT, BR_TAP, BR_TUN):
             cached = self._applied.pop(br, None)
             ok = cached is not None and not verify and self.of[br].count() == len(cached)
             known[br] = cached if ok else None
-            if ok and cached == compiled.flows[br]:
+            if ok and (cached is compiled.flows[br] or cached == compiled.flows[br]):
                 self._applied[br] = cached  # nothing to do on this bridge
 
         def converge(br: str) -> tuple[int, int]:
@@ -180,6 +191,15 @@ class OvsDriver:
         if added or removed:
             LOG.info("host %s: +%d -%d flows", self.host, added, removed)
         return SyncResult(compiled.statuses, compiled.taas_ids, added, removed)
+
+    def _compile(self, desired: DesiredState, ports: Mapping[str, LocalPort],
+                 facts: BridgeFacts) -> Compiled:
+        key = (replace(desired, revision=0), dict(ports), facts)
+        if self._compiled is not None and self._compiled[0] == key:
+            return self._compiled[1]
+        compiled = compile_host(desired, ports, facts, self.host, self.continuation)
+        self._compiled = (key, compiled)
+        return compiled
 
     def _map(self, fn: Callable[[str], R], bridges: list[str]) -> list[R]:
         """fn over bridges, concurrently when more than one (each runs its own ovs-ofctl)."""
