@@ -405,7 +405,11 @@ class OvsdbView:
         idl = self._idl
         deadline = time.monotonic() + wait
         while True:
-            idl.run()
+            for _ in range(1000):  # one run() handles at most 50 messages: drain them all
+                seqno = idl.change_seqno
+                idl.run()
+                if idl.change_seqno == seqno:
+                    break
             if idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING \
                     and idl.has_ever_connected():
                 return True
