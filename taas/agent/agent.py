@@ -47,7 +47,8 @@ class Driver(Protocol):
 
     def setup(self) -> None: ...
 
-    def sync(self, desired: DesiredState, ports: Any) -> SyncResultLike: ...
+    def sync(self, desired: DesiredState, ports: Any, verify: bool = False) -> SyncResultLike:
+        ...
 
     def switch_was_reset(self) -> bool: ...
 
@@ -61,7 +62,10 @@ class AgentConfig:
     report_interval: float = 10.0  # heartbeat period (server's agent_down_time is 30 s)
     poll_timeout: float = 30.0  # long-poll wait asked of the server
     reset_check_interval: float = 1.0  # how often to look for the canary (OVS restart)
-    resync_interval: float = 2.0  # full diff against the switch; 0 disables
+    resync_interval: float = 2.0  # cheap check (flow counts) against the switch; 0 disables
+    # A full dump-and-diff of every bridge: also catches a taas flow rewritten in place, which
+    # the cheap check cannot see. It costs a dump per bridge, so it runs far less often.
+    verify_interval: float = 60.0
     debounce: float = 0.05  # port changes arriving together make one report and one sync
     min_backoff: float = 0.2
     max_backoff: float = 1.0  # a restarted server is noticed within about a second
@@ -243,6 +247,7 @@ class Agent:
         now = time.monotonic()
         next_reset_check = now + cfg.reset_check_interval
         next_resync = now + cfg.resync_interval if cfg.resync_interval > 0 else float("inf")
+        next_verify = now + cfg.verify_interval if cfg.verify_interval > 0 else float("inf")
         while not self._stop.is_set():
             with self._cond:
                 while not self._stop.is_set():
@@ -274,6 +279,9 @@ class Agent:
             periodic = now >= next_resync
             if periodic:
                 next_resync = now + cfg.resync_interval
+            verify = periodic and now >= next_verify
+            if verify:
+                next_verify = now + cfg.verify_interval
             reason = ""
             try:
                 if reset:
@@ -317,7 +325,8 @@ class Agent:
                     LOG.debug("revision %d: nothing changed for this host", desired.revision)
                 else:
                     self._sync(desired, ports, reason,
-                               received_at if desired_version != done_desired else None)
+                               received_at if desired_version != done_desired else None,
+                               verify=verify and reason == "periodic")
                     synced_content = content
                     if cfg.resync_interval > 0:  # a full diff just ran: the next can wait
                         next_resync = time.monotonic() + cfg.resync_interval
@@ -350,9 +359,10 @@ class Agent:
                 for pid, p in ports.items()}
 
     def _sync(self, desired: DesiredState, ports: PortMap, reason: str,
-              received_at: float | None) -> None:
+              received_at: float | None, verify: bool = False) -> None:
         t0 = time.monotonic()
-        result = self.driver.sync(desired, self._local_ports(ports))
+        result = (self.driver.sync(desired, self._local_ports(ports), verify=True) if verify
+                  else self.driver.sync(desired, self._local_ports(ports)))
         t1 = time.monotonic()
         ms = (t1 - t0) * 1000
         st = self.stats

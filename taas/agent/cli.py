@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-interval", type=float, default=2.0,
                    help="full diff against the switch every N seconds, 0 = off "
                         "(default: %(default)s)")
+    p.add_argument("--verify-interval", type=float, default=60.0,
+                   help="full dump-and-diff of every bridge every N seconds, 0 = off "
+                        "(default: %(default)s)")
     p.add_argument("--reset-check-interval", type=float, default=1.0,
                    help="canary check (OVS restart) every N seconds (default: %(default)s)")
     p.add_argument("--log-file", help="log to this file instead of stderr")
@@ -84,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip,
                          report_interval=args.report_interval,
                          resync_interval=args.resync_interval,
+                         verify_interval=args.verify_interval,
                          reset_check_interval=args.reset_check_interval)
     agent = Agent(config, driver, client,
                   monitor_factory=lambda cb: PortMonitor(args.ovsdb, args.integration_bridge,

@@ -278,6 +278,7 @@ class FakeDriver:
     setups: int = 0
     calls: list[tuple[int, int, int, int]] = field(default_factory=list)  # rev, nports, +, -
     sync_ports: list[dict[str, Any]] = field(default_factory=list)
+    verifies: int = 0  # syncs asked to dump and diff every bridge (verify=True)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def setup(self) -> None:
@@ -296,8 +297,10 @@ class FakeDriver:
             self.taas_ids.clear()
             self.reset = True
 
-    def sync(self, desired: DesiredState, ports: dict[str, Any]) -> FakeSyncResult:
+    def sync(self, desired: DesiredState, ports: dict[str, Any],
+             verify: bool = False) -> FakeSyncResult:
         with self.lock:
+            self.verifies += verify
             if self.fail:
                 self.fail -= 1
                 raise RuntimeError("ovs-ofctl: connection refused")

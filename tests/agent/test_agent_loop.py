@@ -237,3 +237,37 @@ def test_revision_bump_without_change_for_this_host_skips_the_switch(
         wait_for(lambda: statuses(fake_server).get("tf-1") == "ACTIVE")
     finally:
         agent.stop()
+
+
+def test_full_verification_runs_on_its_own_slower_cadence(
+        fake_server: FakeServer, fake_driver: FakeDriver) -> None:
+    """Periodic syncs use the cheap check; every verify_interval one dumps every bridge."""
+    fake_server.set_state(state())
+    agent = make_agent(fake_server, fake_driver, resync_interval=0.1, verify_interval=0.6)
+    agent.start()
+    try:
+        agent.set_ports({P1.port_id: P1, P2.port_id: P2})
+        wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+        syncs0, verifies0 = len(fake_driver.calls), fake_driver.verifies
+        time.sleep(1.5)
+        periodic = len(fake_driver.calls) - syncs0
+        verifies = fake_driver.verifies - verifies0
+    finally:
+        agent.stop()
+    assert 1 <= verifies <= 3, verifies  # about every 0.6 s, never on every periodic sync
+    assert periodic >= 2 * verifies, (periodic, verifies)
+
+
+def test_change_driven_syncs_never_verify(
+        fake_server: FakeServer, fake_driver: FakeDriver) -> None:
+    fake_server.set_state(state())
+    agent = make_agent(fake_server, fake_driver, resync_interval=0, verify_interval=0.05)
+    agent.start()
+    try:
+        agent.set_ports({P1.port_id: P1, P2.port_id: P2})
+        wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
+        fake_server.set_state(state(flows=2))
+        wait_for(lambda: "tf-1" in statuses(fake_server))
+    finally:
+        agent.stop()
+    assert fake_driver.verifies == 0
