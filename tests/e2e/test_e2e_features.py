@@ -11,6 +11,9 @@ taken once) + one copy per tap flow that matches the frame, if the VM is that fl
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -274,6 +277,17 @@ def _decode_tunnelled(frames: list[bytes]) -> list[tuple[str, int, int, bytes]]:
     return out
 
 
+def _tcpdump_v(frames: list[bytes]) -> str:
+    """What `tcpdump -nv` says about the frames (a standard tool must decode them)."""
+    from scapy.utils import wrpcap
+
+    with tempfile.TemporaryDirectory(prefix="taas-e2e-") as d:
+        path = f"{d}/col.pcap"
+        wrpcap(path, frames, linktype=1)
+        return subprocess.run(["tcpdump", "-nv", "-r", path], capture_output=True, text=True,
+                              check=True).stdout
+
+
 def test_tap_mirror_gre_and_erspan_to_the_collector(fx: Env) -> None:
     lab = fx.lab
     col = lab.collector("col1")
@@ -297,8 +311,10 @@ def test_tap_mirror_gre_and_erspan_to_the_collector(fx: Env) -> None:
         with lab.capture("col1", bpf="ip proto 47") as cap:
             for s in sends:
                 lab.send_frames(s.src, [s.data])
+        frames.extend(cap.frames)
         return Counter(d for d in _decode_tunnelled(cap.frames) if d[3] in by.values())
 
+    frames: list[bytes] = []
     got = at_collector()
     assert got == Counter({
         ("gre", 101, 0, by["mon>vm1"]): 1,  # IN of vm1
@@ -308,6 +324,14 @@ def test_tap_mirror_gre_and_erspan_to_the_collector(fx: Env) -> None:
         ("erspan", 202, 1, by["vm2>vm3"]): 1,  # OUT of vm2
         ("erspan", 201, 1, by[f"vm3>{BCAST}"]): 1,
     }), got
+    # tcpdump decodes the GRE copies (keys and inner packets); it names ERSPAN only by its GRE
+    # protocol type (ERSPAN type II = "v1": GRE with a sequence number and no key).
+    text = _tcpdump_v(frames)
+    assert set(re.findall(r"Flags \[key present\], key=(0x[0-9a-f]+)", text)) == {"0x65", "0x66"}
+    vm1, vm3 = lab.vm("vm1").ip, lab.vm("vm3").ip
+    assert re.search(rf"key=0x66, .*\n.*\n\s*{re.escape(vm1)}\.40000 > {re.escape(vm3)}\.9999: UDP",
+                     text), text
+    assert re.search(r"Flags \[sequence# present\], seq \d+, .*\n\s*gre-proto-0x88be", text), text
     for m in (m1, m2):
         fx.delete("tap_mirrors", m["id"])
     for m in (m1, m2):
