@@ -36,7 +36,8 @@ def run(cmd: list[str], token: str | None = None, check: bool = True,
     env = dict(os.environ)
     if token:
         env["TAAS_TOKEN"] = token
-    print("$ " + " ".join(cmd), flush=True)
+    shown = [os.path.basename(cmd[0]), *cmd[1:]]  # as typed: `taas ...`, not its full path
+    print("$ " + " ".join(shown), flush=True)
     res = subprocess.run(cmd, env=env, text=True, capture_output=capture)
     if capture and res.stdout:
         print(res.stdout, end="", flush=True)
@@ -97,6 +98,17 @@ def taas_server(workdir: Path) -> Iterator[str]:
         log.close()
 
 
+def start_capture(vm: dict[str, Any], pcap: Path) -> subprocess.Popen[str]:
+    """tcpdump of ICMP on a VM's interface, returned once it is really listening."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", vm["netns"], "tcpdump", "-i", vm["interface"], "-nn", "-U",
+         "-w", str(pcap), "icmp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    proc.stderr.readline()  # "listening on ...": the capture is live
+    return proc
+
+
 def count_icmp(pcap: Path) -> int:
     """ICMP frames in a pcap that tcpdump is still writing (-U flushes each packet)."""
     res = subprocess.run(["tcpdump", "-nn", "-r", str(pcap), "icmp"], capture_output=True,
@@ -139,7 +151,6 @@ def main() -> int:
                  "--server", url, "--token", ADMIN_TOKEN])
             lab = json.loads(state_file.read_text())
             vms = {vm["name"]: vm for vm in lab["vms"]}
-            run([taas, "lab", "status", "--state", str(state_file)])
             run([taas, "agent", "list"], token=ADMIN_TOKEN)
 
             step("As tenant project-a: a tap service on the monitoring VM, tap flows on "
@@ -156,16 +167,11 @@ def main() -> int:
             wait_active(url, "tap_flows", ["vm1-local", "vm2-remote"])
             run([taas, "tap", "flow", "list"], token=TENANT_TOKEN)
 
-            step("Traffic: vm1 pings vm3 (3 packets), vm2 pings vm3 (3 packets); "
-                 "tcpdump listens at mon and at vm3")
-            mon, vm3 = vms["mon"], vms["vm3"]
-            pcap_mon = workdir / "mon.pcap"
-            tcpdump = subprocess.Popen(
-                ["ip", "netns", "exec", mon["netns"], "tcpdump", "-i", mon["interface"],
-                 "-nn", "-U", "-w", str(pcap_mon), "icmp"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            assert tcpdump.stderr is not None
-            tcpdump.stderr.readline()  # "listening on ...": the capture is live
+            step("Traffic: vm1 pings vm3 (3 packets), vm2 pings vm3 (3 packets); tcpdump "
+                 "listens at mon and at vm4 (project-b, on mon's host)")
+            mon, vm3, vm4 = vms["mon"], vms["vm3"], vms["vm4"]
+            pcap_mon, pcap_vm4 = workdir / "mon.pcap", workdir / "vm4.pcap"
+            captures = [start_capture(mon, pcap_mon), start_capture(vm4, pcap_vm4)]
             run([taas, "lab", "exec", "--state", str(state_file), "vm1", "--",
                  "ping", "-c", "3", "-i", "0.2", vm3["ip"]])
             run([taas, "lab", "exec", "--state", str(state_file), "vm2", "--",
@@ -174,8 +180,9 @@ def main() -> int:
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline and count_icmp(pcap_mon) < 9:
                 time.sleep(0.1)
-            tcpdump.send_signal(signal.SIGINT)
-            tcpdump.wait(10)
+            for tcpdump in captures:
+                tcpdump.send_signal(signal.SIGINT)
+                tcpdump.wait(10)
 
             step(f"What tcpdump saw at the monitoring VM mon ({mon['ip']}): "
                  "vm1's requests and replies (BOTH) and vm2's requests (OUT), each once")
@@ -187,7 +194,10 @@ def main() -> int:
             to_vm2 = sum(1 for x in lines if f"{vm3['ip']} > {vms['vm2']['ip']}" in x)
             print(f"\nmon saw: vm1->vm3 {from_vm1}, vm3->vm1 {to_vm1}, "
                   f"vm2->vm3 {from_vm2}, vm3->vm2 {to_vm2} (expected 3, 3, 3, 0)")
-            ok = (from_vm1, to_vm1, from_vm2, to_vm2) == (3, 3, 3, 0)
+            leaked = count_icmp(pcap_vm4)
+            print(f"vm4 (project-b) saw {leaked} ICMP frames (expected 0: no tenant's traffic "
+                  "reaches another)")
+            ok = (from_vm1, to_vm1, from_vm2, to_vm2, leaked) == (3, 3, 3, 0, 0)
 
             step("Clean up: tap service delete (its flows go with it), lab down, server stop")
             run([taas, "tap", "service", "delete", "ids"], token=TENANT_TOKEN)
