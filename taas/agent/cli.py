@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--integration-bridge", default="br-int")
     p.add_argument("--tunnel-bridge", default="br-tun")
     p.add_argument("--tap-bridge", default="br-tap")
+    p.add_argument("--continuation", default="NORMAL",
+                   help="OpenFlow actions a tapped port's frames take after their copies are "
+                        "made: the action of the L2 agent's own table-0 default flow on "
+                        "br-int, so tapped ports keep its anti-spoofing and firewall "
+                        "(default: %(default)s, right for an L2 agent that switches with "
+                        "NORMAL; for a table chain e.g. 'resubmit(,60)')")
     p.add_argument("--report-interval", type=float, default=10.0,
                    help="heartbeat period in seconds (default: %(default)s)")
     p.add_argument("--resync-interval", type=float, default=2.0,
@@ -82,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     driver = OvsDriver(args.ovsdb, args.ovs_rundir, args.host, args.tunnel_ip,
                        int_br=args.integration_bridge, tun_br=args.tunnel_bridge,
-                       tap_br=args.tap_bridge)
+                       tap_br=args.tap_bridge, continuation=args.continuation)
     client = ServerClient(args.server, args.token, args.host)
     config = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip,
                          report_interval=args.report_interval,

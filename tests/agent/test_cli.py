@@ -38,3 +38,23 @@ def test_module_entry_point_prints_help() -> None:
                          text=True, timeout=30)
     assert out.returncode == 0
     assert "--tunnel-ip" in out.stdout and "--resync-interval" in out.stdout
+
+
+def test_continuation_reaches_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--continuation is what tapped ports' frames do after their copies: the driver gets it."""
+    import taas.agent.ovs.driver as driver_mod
+
+    assert build_parser().parse_args([*REQUIRED, "--token", "t"]).continuation == "NORMAL"
+    seen: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_driver(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(driver_mod, "OvsDriver", fake_driver)
+    with pytest.raises(Stop):
+        main([*REQUIRED, "--token", "t", "--continuation", "resubmit(,60)"])
+    assert seen["continuation"] == "resubmit(,60)"
