@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -55,6 +56,8 @@ def test_continuation_reaches_the_driver(monkeypatch: pytest.MonkeyPatch) -> Non
         raise Stop
 
     monkeypatch.setattr(driver_mod, "OvsDriver", fake_driver)
+    # main() installs signal handlers; keep pytest's (the lab plugin cleans up on SIGTERM)
+    monkeypatch.setattr(signal, "signal", lambda *_a: None)
     with pytest.raises(Stop):
         main([*REQUIRED, "--token", "t", "--continuation", "resubmit(,60)"])
     assert seen["continuation"] == "resubmit(,60)"
