@@ -390,6 +390,21 @@ class Agent:
         self._held_report = report
         self._queue_report(report)
 
+    def _switch_taas_ids(self) -> set[int]:
+        """No sync has succeeded since start-up: claim every taas_id the switch still holds.
+
+        Without this, a service deleted while the agent was down would be purged by the server
+        and its taas_id handed out again while its old flows are still on this switch.
+        """
+        read = getattr(self.driver, "held_taas_ids", None)
+        if read is None:
+            return set()
+        try:
+            return set(read())
+        except Exception:  # noqa: BLE001 - the switch may be unreachable too; claim nothing
+            LOG.exception("cannot read the taas_ids held by the switch")
+            return set()
+
     def _report_error(self, desired: DesiredState, exc: Exception) -> None:
         """The switch cannot be converged: say so, and keep claiming what may still be held."""
         reason = f"{type(exc).__name__}: {exc}"[:250]
@@ -404,7 +419,8 @@ class Agent:
             for item in items:
                 statuses[(kind, item.id)] = ResourceStatus(kind, item.id, "ERROR",  # type: ignore[arg-type]
                                                            reason)
-        ids = set(held.taas_ids if held else ()) | {s.taas_id for s in desired.tap_services}
+        ids = set(held.taas_ids) if held is not None else self._switch_taas_ids()
+        ids |= {s.taas_id for s in desired.tap_services}
         self._queue_report(HostReport(self.config.host, desired.revision,
                                       tuple(sorted(statuses.values(),
                                                    key=lambda s: (s.kind, s.id))),

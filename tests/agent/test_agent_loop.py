@@ -271,3 +271,20 @@ def test_change_driven_syncs_never_verify(
     finally:
         agent.stop()
     assert fake_driver.verifies == 0
+
+
+def test_error_report_after_restart_claims_the_taas_ids_still_on_the_switch(
+        fake_server: FakeServer, fake_driver: FakeDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh agent whose syncs fail still claims old flows' ids, so none is reused early."""
+    monkeypatch.setattr(fake_driver, "held_taas_ids", lambda: (3950,), raising=False)
+    fake_driver.fail = 100
+    fake_server.set_state(state())
+    agent = make_agent(fake_server, fake_driver)
+    agent.start()
+    try:
+        agent.set_ports({P1.port_id: P1, P2.port_id: P2})
+        wait_for(lambda: statuses(fake_server) == {"ts-1": "ERROR", "tf-0": "ERROR"}, timeout=5)
+        report = fake_server.last_report(HOST)
+    finally:
+        agent.stop()
+    assert report is not None and set(report.taas_ids) == {3901, 3950}
