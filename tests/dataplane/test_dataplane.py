@@ -432,3 +432,34 @@ def test_a_refused_flow_fails_the_whole_bundle_and_the_connection_recovers(
     assert good in of.dump()
     of.apply([good], [])
     assert good not in of.dump()
+
+
+def _mirror_vlan(taas: Taas, host: str, mirror: str, direction: str) -> int:
+    """The VLAN br-tap sends out of the tap mirror's tunnel port (read back from the switch)."""
+    drv = taas.drivers[host]
+    port = drv._facts(fresh=True)[0].mirror_ports[(mirror, direction)]
+    (f,) = [f for f in drv.of["tap"].dump() if f.actions == f"pop_vlan,output:{port}"]
+    return int(f.field("dl_vlan") or 0)
+
+
+def test_tap_mirror_vlans_stay_put_across_restart_and_a_lower_id_mirror(
+        lab: Lab, taas: Taas) -> None:
+    from taas.agent.ovs.driver import OvsDriver
+
+    col = lab.collectors[0]
+    host = lab.vm("vm1").host
+    other = next(v.name for v in lab.vms_on(host) if v.name != "vm1")
+    taas.mirror("m2", "vm1", {"OUT": 102}, col.ip, "gre")
+    taas.sync()
+    v2 = _mirror_vlan(taas, host, "m2", "OUT")
+    # The agent restarts (a new driver) and a mirror with a lower id appears: m2 keeps its
+    # VLAN (learnt from the switch), so copies in flight never change tunnel.
+    taas.drivers[host].close()
+    h = lab.host(host)
+    taas.drivers[host] = OvsDriver(h.ovsdb, h.run_dir, h.name, h.tunnel_ip)
+    taas.drivers[host].setup()
+    taas.mirror("m1", other, {"OUT": 101}, col.ip, "gre")
+    res = taas.sync()
+    assert {s.status for s in res[host].statuses} == {"ACTIVE"}
+    assert _mirror_vlan(taas, host, "m2", "OUT") == v2
+    assert _mirror_vlan(taas, host, "m1", "OUT") != v2

@@ -397,3 +397,52 @@ def test_in_ports_per_network_capped_with_error(cloud: Cloud,
     assert [o.port for o in copies(cloud.send_from("mon", Pkt("fa:16:3e:00:00:99", BCAST)))] == [
         13]
     assert copies(cloud.send_from("b", Pkt(B, R))) == []  # f2 is not half-installed
+
+
+def _mirror_vlan_of(c, port: int) -> int:  # noqa: ANN001
+    """The VLAN br-tap sends out of ``port`` (a tap mirror's tunnel port)."""
+    (f,) = [f for f in c.flows[BR_TAP] if f.actions == f"pop_vlan,output:{port}"]
+    return int(f.field("dl_vlan") or 0)
+
+
+def test_tap_mirror_vlans_stable_when_a_lower_id_mirror_comes_and_goes(cloud: Cloud) -> None:
+    # Bridges are applied independently: if mirror "m2" changed VLAN when "m1" (lower id)
+    # appeared, m2's copies still tagged with its old VLAN would leave through m1's port.
+    cloud.mirrors.append(TapMirrorState("m2", "p", "a", {"OUT": 102}, "192.0.2.9", "gre"))
+    cloud.mirror_ports = {("m2", "OUT"): 8, ("m1", "OUT"): 7, ("m0", "OUT"): 6}
+    ds, local = cloud.state("h1")
+    f = facts_for("h1", cloud.mirror_ports)
+    c1 = compile_host(ds, local, f, "h1")
+    v2 = _mirror_vlan_of(c1, 8)
+    cloud.mirrors.append(TapMirrorState("m1", "p", "b", {"OUT": 101}, "192.0.2.8", "gre"))
+    ds, local = cloud.state("h1")
+    c2 = compile_host(ds, local, f, "h1", mirror_vlans=c1.mirror_vlans)
+    assert _mirror_vlan_of(c2, 8) == v2 and _mirror_vlan_of(c2, 7) != v2
+    assert c2.mirror_vlans[("m2", "OUT")] == v2
+    # m2 removed and m0 added in one change: m0 must not get m2's VLAN while m2's old flows
+    # may still be on a bridge; m1 keeps its own.
+    v1 = _mirror_vlan_of(c2, 7)
+    cloud.mirrors = [m for m in cloud.mirrors if m.id != "m2"]
+    cloud.mirrors.append(TapMirrorState("m0", "p", "mon", {"OUT": 100}, "192.0.2.7", "gre"))
+    ds, local = cloud.state("h1")
+    c3 = compile_host(ds, local, f, "h1", mirror_vlans=c2.mirror_vlans)
+    assert _mirror_vlan_of(c3, 7) == v1
+    assert _mirror_vlan_of(c3, 6) not in (v1, v2)
+    # a VLAN seen on the switch with no known owner is not handed out either
+    c4 = compile_host(ds, local, f, "h1", reserved_vlans={4000, 4001, 4002})
+    assert min(c4.mirror_vlans.values()) == 4003
+    assert copies(FakeHost(c3.flows, f).send(BR_INT, 11, Pkt(B, A))) == [Out(BR_TAP, 7, Pkt(B, A))]
+
+
+def test_taas_id_in_the_mirror_vlan_range_is_an_error_not_remapped(cloud: Cloud) -> None:
+    cloud.service("s1", "mon", 4000)
+    cloud.flow("f1", "s1", "a", "OUT")
+    cloud.mirrors.append(TapMirrorState("m1", "p", "b", {"OUT": 101}, "192.0.2.9", "gre"))
+    cloud.mirror_ports = {("m1", "OUT"): 7}
+    c = cloud.compile("h1")
+    st = {s.id: s for s in c.statuses}
+    assert st["s1"].status == "ERROR" and "4000" in (st["s1"].reason or "")
+    assert st["f1"].status == "ERROR" and st["m1"].status == "ACTIVE"
+    assert 4000 not in c.taas_ids
+    assert not any(fl.table == 210 and "in_port=10" in fl.match for fl in c.flows[BR_INT])
+    assert copies(cloud.send_from("b", Pkt(B, A))) == [Out(BR_TAP, 7, Pkt(B, A))]

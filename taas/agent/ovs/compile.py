@@ -91,16 +91,34 @@ def static_flows(f: BridgeFacts) -> dict[str, set[Flow]]:
 
 
 def assign_mirror_vlans(
-    mirrors: Iterable[TapMirrorState], taken: set[int]
+    mirrors: Iterable[TapMirrorState],
+    current: Mapping[tuple[str, str], int] | None = None,
+    reserved: Iterable[int] = (),
 ) -> dict[tuple[str, str], int]:
-    """Give each (tap mirror, direction) a local VLAN outside the taas_ids in use (stable order)."""
-    free = (v for v in range(T.MIRROR_VLAN_FIRST, T.MIRROR_VLAN_LAST + 1) if v not in taken)
+    """Give each (tap mirror, direction) a local VLAN from the mirror range, stably.
+
+    A key of ``current`` (what the switch may hold) keeps its VLAN; a new key gets the lowest
+    VLAN that is neither in ``current`` (held, or freed by this very change: its old flows may
+    still be on a bridge) nor in ``reserved`` (seen on the switch, owner unknown). A VLAN thus
+    never names two sinks while any bridge may hold flows of the old one.
+    """
+    current = current or {}
+    wanted = sorted({(m.id, d) for m in mirrors for d in m.directions})
     out: dict[tuple[str, str], int] = {}
-    for key in sorted((m.id, d) for m in mirrors for d in m.directions):
-        v = next(free, None)
-        if v is None:
-            break
-        out[key] = v
+    used: set[int] = set()
+    for key in wanted:
+        v = current.get(key)
+        if v is not None and T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST and v not in used:
+            out[key] = v
+            used.add(v)
+    blocked = used | set(current.values()) | set(reserved)
+    free = (v for v in range(T.MIRROR_VLAN_FIRST, T.MIRROR_VLAN_LAST + 1) if v not in blocked)
+    for key in wanted:
+        if key not in out:
+            v = next(free, None)
+            if v is None:
+                break
+            out[key] = v
     return out
 
 
@@ -154,8 +172,14 @@ def compile_host(
     facts: BridgeFacts,
     host: str | None = None,
     continuation: str = "NORMAL",
+    mirror_vlans: Mapping[tuple[str, str], int] | None = None,
+    reserved_vlans: Iterable[int] = (),
 ) -> Compiled:
-    """Compile the full set of taas flows of one host and the status of each resource."""
+    """Compile the full set of taas flows of one host and the status of each resource.
+
+    ``mirror_vlans``: the tap mirrors' local VLANs the switch may hold (kept, see
+    ``assign_mirror_vlans``); ``reserved_vlans``: mirror-range VLANs of unknown owner on it.
+    """
     host = host or desired.host
     flows: dict[str, set[Flow]] = static_flows(facts)
     statuses: list[ResourceStatus] = []
@@ -165,6 +189,11 @@ def compile_host(
     service_err: dict[str, str] = {}
     remote_path: dict[int, tuple[int, int]] = {}  # taas_id -> (vni, vxlan ofport)
     for s in desired.tap_services:
+        if not 1 <= s.taas_id < T.MIRROR_VLAN_FIRST:
+            # Never remapped: a taas_id in the tap mirrors' range would share their VLANs.
+            service_err[s.id] = (f"taas_id {s.taas_id} is outside 1-{T.MIRROR_VLAN_FIRST - 1}"
+                                 " (4000-4094 are the tap mirrors' local VLANs)")
+            continue
         if s.dest_host == host:
             mon = ports.get(s.port_id)
             if mon is None:
@@ -237,8 +266,7 @@ def compile_host(
                     remote_used.add(svc.taas_id)
         statuses.append(ResourceStatus("tap_flow", f.id, "ERROR" if err else "ACTIVE", err))
 
-    taas_ids = {s.taas_id for s in desired.tap_services}
-    mirror_vlans = assign_mirror_vlans(desired.tap_mirrors, taas_ids)
+    mirror_vlans = assign_mirror_vlans(desired.tap_mirrors, mirror_vlans, reserved_vlans)
     for m in desired.tap_mirrors:
         src = ports.get(m.port_id)
         err = None

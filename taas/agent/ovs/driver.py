@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -86,6 +87,12 @@ class OvsDriver:
         # The last compile and its inputs: the agent's periodic sync repeats the same inputs
         # (under a new revision number), and comparing them is far cheaper than compiling.
         self._compiled: tuple[tuple[object, ...], Compiled] | None = None
+        # The tap mirrors' local VLANs the switch may hold: (mirror id, direction) -> VLAN.
+        # Kept across syncs so a VLAN never changes owner while a bridge may still hold flows
+        # of its old owner (bridges are applied independently). None until recovered from the
+        # switch (first sync); ``_vlans_orphan``: mirror-range VLANs seen there, owner unknown.
+        self._mirror_vlans: dict[tuple[str, str], int] | None = None
+        self._vlans_orphan: frozenset[int] = frozenset()
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -160,9 +167,16 @@ class OvsDriver:
             LOG.warning("host %s: taas bridge/ports missing, running setup()", self.host)
             self.setup()
             facts, ifaces = self._facts(fresh=True)
+        dumped: dict[str, set[Flow]] = {}
+        if self._mirror_vlans is None:
+            dumped = self._recover_mirror_vlans(facts)
         if self._reconcile_mirror_ports(desired, ports, ifaces):
             facts, ifaces = self._facts(fresh=True)  # new ports' ofports, as ovs-vsctl waited
+            dumped = {}  # (flows are not touched by port changes, but do not rely on it)
         compiled = self._compile(desired, ports, facts)
+        # Until every bridge has converged, the switch may hold the old and the new VLANs.
+        held = self._mirror_vlans or {}
+        self._mirror_vlans = {**held, **compiled.mirror_vlans}
         # What each bridge holds: the last applied set if the count agrees (no process).
         known: dict[str, frozenset[Flow] | None] = {}
         for br in (BR_INT, BR_TAP, BR_TUN):
@@ -174,18 +188,24 @@ class OvsDriver:
 
         def converge(br: str) -> tuple[int, int]:
             want = compiled.flows[br]
-            have = known[br]
+            have = known[br] if known[br] is not None else dumped.get(br)
             delete, add = diff(have if have is not None else self.of[br].dump(), want)
             self.of[br].apply(delete, add)
             self._applied[br] = want
             return len(add), len(delete)
 
         # Bridges with work, in parallel. Order between bridges does not matter: each bundle
-        # is atomic, and a copy whose next hop is not there yet (or any more) meets that
-        # bridge's default drop (br-tap: everything unconfigured; br-tun: anything else from
-        # patch-tun-tap; br-int: anything else from patch-int-tap), never a wrong port.
+        # is atomic, and a copy VLAN names one sink for as long as any bridge may hold its
+        # flows (taas_ids: the server reuses none a host still reports; tap mirror VLANs: kept
+        # per mirror above, a freed one not reused before every bridge has dropped it), so a
+        # copy whose next hop is not there yet (or any more) meets that bridge's default drop
+        # (br-tap: everything unconfigured; br-tun: anything else from patch-tun-tap; br-int:
+        # anything else from patch-int-tap), never a wrong port.
         work = [br for br in (BR_INT, BR_TAP, BR_TUN) if br not in self._applied]
         counts = self._map(converge, work)
+        # Every bridge holds the compiled flows: the VLANs freed by this sync are gone.
+        self._mirror_vlans = dict(compiled.mirror_vlans)
+        self._vlans_orphan = frozenset()
         added = sum(a for a, _ in counts)
         removed = sum(r for _, r in counts)
         if added or removed:
@@ -194,12 +214,43 @@ class OvsDriver:
 
     def _compile(self, desired: DesiredState, ports: Mapping[str, LocalPort],
                  facts: BridgeFacts) -> Compiled:
-        key = (replace(desired, revision=0), dict(ports), facts)
+        held = dict(self._mirror_vlans or {})
+        key = (replace(desired, revision=0), dict(ports), facts, held, self._vlans_orphan)
         if self._compiled is not None and self._compiled[0] == key:
             return self._compiled[1]
-        compiled = compile_host(desired, ports, facts, self.host, self.continuation)
+        compiled = compile_host(desired, ports, facts, self.host, self.continuation,
+                                mirror_vlans=held, reserved_vlans=self._vlans_orphan)
         self._compiled = (key, compiled)
         return compiled
+
+    def _recover_mirror_vlans(self, facts: BridgeFacts) -> dict[str, set[Flow]]:
+        """Learn the tap mirrors' VLANs from the switch (start-up); returns the dumps made.
+
+        br-tap's ``dl_vlan=M -> pop_vlan,output:<port>`` names the owner through the port's
+        external_ids; any other mirror-range VLAN in a taas flow is reserved (owner unknown).
+        """
+        by_port = {p: key for key, p in facts.mirror_ports.items()}
+        dumped = dict(zip((BR_INT, BR_TAP),
+                          self._map(lambda br: self.of[br].dump(), [BR_INT, BR_TAP]),
+                          strict=True))
+        found: dict[tuple[str, str], int] = {}
+        seen: set[int] = set()
+        for flows in dumped.values():
+            for f in flows:
+                seen |= {v for v in flow_vlans(f) if T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST}
+        for f in dumped[BR_TAP]:
+            vlan, port = f.field("dl_vlan"), f.actions.removeprefix("pop_vlan,output:")
+            if vlan is None or port == f.actions or not port.isdigit():
+                continue
+            key = by_port.get(int(port))
+            if key is not None and key not in found and int(vlan) not in found.values():
+                found[key] = int(vlan)
+        self._mirror_vlans = found
+        self._vlans_orphan = frozenset(seen - set(found.values()))
+        if found or seen:
+            LOG.info("host %s: tap mirror VLANs on the switch: %s (reserved: %s)", self.host,
+                     found, sorted(self._vlans_orphan))
+        return dumped
 
     def _map(self, fn: Callable[[str], R], bridges: list[str]) -> list[R]:
         """fn over bridges, concurrently when more than one (each runs its own ovs-ofctl)."""
@@ -284,6 +335,18 @@ class OvsDriver:
             return False
         self.ovsdb.vsctl(*args[1:])
         return True
+
+
+_SET_VID = re.compile(r"set_field:(\d+)->vlan_vid")
+
+
+def flow_vlans(f: Flow) -> set[int]:
+    """The VLAN ids a taas flow matches exactly (``dl_vlan``) or pushes (``set_field``)."""
+    out = {int(m.group(1)) & 0xFFF for m in _SET_VID.finditer(f.actions)}
+    v = f.field("dl_vlan")
+    if v is not None:
+        out.add(int(v))
+    return out
 
 
 def diff(have: set[Flow] | frozenset[Flow], want: frozenset[Flow]) -> tuple[set[Flow], set[Flow]]:
