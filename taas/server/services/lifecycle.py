@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from taas.server.db.repositories import (
@@ -45,6 +46,20 @@ def may_be_installing(session: Session, kind: str, row: Any) -> bool:
     hosts = involved_hosts(session, kind, row)
     reported = AgentRepository(session).reported_revisions(hosts)
     return any(rev is None or rev < row.created_revision for rev in reported.values())
+
+
+def set_status(session: Session, row: Any, status: str) -> None:
+    """Write a computed status unless a concurrent delete marked the row PENDING_DELETE
+    meanwhile (the conditional UPDATE waits for that delete's row lock, then re-checks): a
+    report must never bring a deleted resource back."""
+    model = type(row)
+    session.execute(
+        sql_update(model)
+        .where(model.id == row.id, model.status != PENDING_DELETE)
+        .values(status=status)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(row, ["status"])
 
 
 def refresh(
@@ -90,7 +105,7 @@ def refresh(
             return
         status = aggregate_status(hosts, held.get((kind, row.id), {}))
         if status != row.status:
-            row.status = status
+            set_status(session, row, status)
 
     for s in services:
         update(s, "tap_service", [host(s.port_id)])
