@@ -446,3 +446,61 @@ def test_taas_id_in_the_mirror_vlan_range_is_an_error_not_remapped(cloud: Cloud)
     assert 4000 not in c.taas_ids
     assert not any(fl.table == 210 and "in_port=10" in fl.match for fl in c.flows[BR_INT])
     assert copies(cloud.send_from("b", Pkt(B, A))) == [Out(BR_TAP, 7, Pkt(B, A))]
+
+
+def _set_vlan(cloud: Cloud, pid: str, vlan: int | None) -> None:
+    h, p, net = cloud.ports[pid]
+    cloud.ports[pid] = (h, replace(p, local_vlan=vlan), net)
+
+
+@pytest.mark.parametrize("dead", [4095, None, 0])
+def test_dead_ports_are_never_hooked_nor_a_network(cloud: Cloud, dead: int | None) -> None:
+    # a (netA) and x (netB) are both dead: sharing the dead tag does not make them one
+    # network, so x's broadcasts must not reach a's IN service, nor be forced into a hook.
+    _set_vlan(cloud, "a", dead)
+    _set_vlan(cloud, "x", dead)
+    cloud.service("s1", "mon", 3901)
+    cloud.flow("f1", "s1", "a", "BOTH")
+    cloud.mirrors.append(TapMirrorState("m1", "p", "a", {"IN": 101}, "192.0.2.9", "gre"))
+    cloud.mirror_ports = {("m1", "IN"): 7}
+    c = cloud.compile("h1")
+    st = {s.id: s for s in c.statuses}
+    assert st["s1"].status == "ACTIVE"
+    for rid in ("f1", "m1"):
+        assert st[rid].status == "ERROR"
+        assert "port is not wired to its network (dead VLAN)" in (st[rid].reason or "")
+    for pid in ("a", "x"):
+        ofport = cloud.ports[pid][1].ofport
+        assert not any(f"in_port={ofport}" in fl.match for fl in c.flows[BR_INT])
+    for pkt in (Pkt(X, BCAST), Pkt(X, A)):
+        assert cloud.send_from("x", pkt) == [Out("NORMAL", BR_INT, pkt)]
+    assert copies(cloud.send_from("a", Pkt(A, BCAST))) == []
+
+
+def test_dead_monitor_port_is_an_error(cloud: Cloud) -> None:
+    _set_vlan(cloud, "mon", 4095)
+    cloud.service("s1", "mon", 3901)
+    cloud.flow("f1", "s1", "a", "OUT")
+    st = {s.id: s for s in cloud.compile("h1").statuses}
+    assert st["s1"].status == st["f1"].status == "ERROR"
+    assert "not wired to its network" in (st["s1"].reason or "")
+    assert copies(cloud.send_from("a", Pkt(A, B))) == []
+
+
+def test_ports_of_different_networks_sharing_a_local_vlan_are_errors(cloud: Cloud) -> None:
+    _set_vlan(cloud, "x", 1)  # x is in netB, but carries netA's local VLAN on h1
+    cloud.service("s1", "mon", 3901)
+    cloud.flow("f1", "s1", "a", "IN")
+    cloud.flow("f2", "s1", "x", "OUT")
+    cloud.port("c", "h1", "netB", 15, "fa:16:3e:00:00:0d")
+    cloud.service("s2", "mon2", 3902)
+    cloud.flow("f3", "s2", "c", "OUT")  # netB's own port on netB's VLAN: fine
+    st = {s.id: s for s in cloud.compile("h1").statuses}
+    # every port named in VLAN 1 (a, mon: netA; x: netB) is suspect, so is s1 (monitor mon)
+    assert st["f1"].status == st["f2"].status == st["s1"].status == "ERROR"
+    assert "another network" in (st["f1"].reason or "")
+    assert st["f3"].status == st["s2"].status == "ACTIVE"
+    assert copies(cloud.send_from("x", Pkt(X, BCAST))) == []
+    assert copies(cloud.send_from("b", Pkt(B, BCAST))) == []
+    c = Pkt("fa:16:3e:00:00:0d", BCAST)
+    assert copies(cloud.send_from("c", c)) == [Out(BR_INT, 13, c)]

@@ -122,6 +122,35 @@ def assign_mirror_vlans(
     return out
 
 
+DEAD_PORT = "port is not wired to its network (dead VLAN)"
+
+
+def wired(p: PortLike) -> bool:
+    """A port in a tenant network here: access tag 1-4094 (None or 4095: Neutron's dead VLAN,
+    an admin-down or unbound port, which shares that tag with every other such port)."""
+    return p.local_vlan is not None and 1 <= p.local_vlan <= 4094
+
+
+def unwired_ports(desired: DesiredState, ports: Mapping[str, PortLike]) -> dict[str, str]:
+    """Local ports whose network context cannot be trusted -> reason: never hooked.
+
+    Dead ports, and ports the desired state puts in different networks that share one local
+    VLAN here (the local VLAN is the network context of every IN copy: it must be one network).
+    """
+    bad = {pid: DEAD_PORT for pid, p in ports.items() if not wired(p)}
+    nets: dict[int, set[str]] = defaultdict(set)
+    for pid, pf in desired.ports.items():
+        p = ports.get(pid)
+        if p is not None and pid not in bad:
+            nets[p.local_vlan].add(pf.network_id)  # type: ignore[index]
+    for pid in desired.ports:
+        p = ports.get(pid)
+        if p is not None and pid not in bad and len(nets[p.local_vlan]) > 1:  # type: ignore[index]
+            bad[pid] = (f"port shares local VLAN {p.local_vlan} with a port of another network "
+                        "on this host (not wired to its network)")
+    return bad
+
+
 _COPY_CACHE: dict[tuple[int, int], str] = {}
 
 
@@ -185,6 +214,9 @@ def compile_host(
     statuses: list[ResourceStatus] = []
     used_ids: set[int] = set()
 
+    # --- ports that are not (provably) in their network here: never hooked -----------------
+    port_err = unwired_ports(desired, ports)
+
     # --- tap services: where does each sink VLAN go? ---------------------------------------
     service_err: dict[str, str] = {}
     remote_path: dict[int, tuple[int, int]] = {}  # taas_id -> (vni, vxlan ofport)
@@ -198,6 +230,9 @@ def compile_host(
             mon = ports.get(s.port_id)
             if mon is None:
                 service_err[s.id] = "destination port not on this host"
+                continue
+            if mon.port_id in port_err:
+                service_err[s.id] = f"destination {port_err[mon.port_id]}"
                 continue
             t = s.taas_id
             flows[BR_INT].add(Flow.make(
@@ -247,8 +282,8 @@ def compile_host(
             err = service_err.get(svc.id)
         elif src is None:
             err = "source port not on this host"
-        elif src.local_vlan is None:
-            err = "source port has no local VLAN"
+        elif src.port_id in port_err:
+            err = f"source {port_err[src.port_id]}"
         elif svc.id in service_err:
             err = service_err[svc.id]
         else:
@@ -272,8 +307,8 @@ def compile_host(
         err = None
         if src is None:
             err = "port not on this host"
-        elif src.local_vlan is None:
-            err = "port has no local VLAN"
+        elif src.port_id in port_err:
+            err = port_err[src.port_id]
         else:
             for d in sorted(m.directions):
                 vlan = mirror_vlans.get((m.id, d))
@@ -356,14 +391,14 @@ def compile_host(
 
     # --- br-int table 0 hooks: send tapped traffic through OUT/IN, then continue ---------------
     for p in sorted(ports.values(), key=lambda p: p.ofport):
-        steps: list[str] = []
-        if p.local_vlan is not None:
-            steps.append(set_reg(T.REG_NET, p.local_vlan))
+        if not wired(p) or p.port_id in port_err:
+            continue  # a dead port's frames are no network's: never copied, never hooked
+        steps: list[str] = [set_reg(T.REG_NET, p.local_vlan)]  # type: ignore[arg-type]
         if p.port_id in out_by_src:
             steps.append(resubmit(T.INT_OUT))
         if p.local_vlan in in_by_net:
             steps.append(resubmit(T.INT_IN))
-        if len(steps) > (p.local_vlan is not None):
+        if len(steps) > 1:
             flows[BR_INT].add(Flow.make(
                 T.INT_CLASSIFY, T.PRIO_HOOK, {"in_port": str(p.ofport)},
                 f"{clone(*steps)},{continuation}"))
