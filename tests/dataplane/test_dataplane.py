@@ -463,3 +463,37 @@ def test_tap_mirror_vlans_stay_put_across_restart_and_a_lower_id_mirror(
     assert {s.status for s in res[host].statuses} == {"ACTIVE"}
     assert _mirror_vlan(taas, host, "m2", "OUT") == v2
     assert _mirror_vlan(taas, host, "m1", "OUT") != v2
+
+
+def test_held_taas_ids_read_back_by_a_new_driver(lab: Lab, taas: Taas) -> None:
+    from taas.agent.ovs.driver import OvsDriver
+
+    mon_host = lab.vm("mon").host
+    here = [v.name for v in lab.vms_on(mon_host) if v.name != "mon"]
+    away = next(v for v in lab.vms if v.host != mon_host)
+    taas.service("s0", "mon", 3900)
+    taas.service("s1", "mon", 3901)
+    # decoys: a vlan_filter of exact VLAN 10 (dl_vlan=10 in table 210), an IN source in a
+    # network with ports elsewhere (patch-tun hook on dl_vlan=<local VLAN>), a tap mirror
+    # (a VLAN of 4000-4094); none of them is a taas_id
+    taas.flow("f0", "s0", here[0], "OUT", "10")
+    taas.flow("f1", "s1", away.name, "IN")
+    taas.flow("f2", "s1", here[0], "IN")
+    taas.mirror("m1", here[0], {"OUT": 102}, lab.collectors[0].ip, "gre")
+    res = taas.sync()
+    assert {s.status for r in res.values() for s in r.statuses} == {"ACTIVE"}
+    for h in lab.hosts:
+        fresh = OvsDriver(h.ovsdb, h.run_dir, h.name, h.tunnel_ip)
+        try:
+            held = fresh.held_taas_ids()
+        finally:
+            fresh.close()
+        assert held == res[h.name].taas_ids
+        if h.name == mon_host:
+            assert held == (3900, 3901)
+    # nothing held once everything is gone
+    taas.flows.clear()
+    taas.services.clear()
+    taas.mirrors.clear()
+    taas.sync()
+    assert all(d.held_taas_ids() == () for d in taas.drivers.values())

@@ -223,6 +223,19 @@ class OvsDriver:
         self._compiled = (key, compiled)
         return compiled
 
+    def held_taas_ids(self) -> tuple[int, ...]:
+        """The taas_ids this host's taas flows hold, read back from the switch (sorted).
+
+        Needs no sync: what a previous run (or a sync that failed half-way) left on the
+        bridges, from a dump of every bridge. Raises ``SwitchError`` if one cannot be read.
+        """
+        dumps = self._map(lambda br: self.of[br].dump(), [BR_INT, BR_TAP, BR_TUN])
+        ids: set[int] = set()
+        for br, flows in zip((BR_INT, BR_TAP, BR_TUN), dumps, strict=True):
+            for f in flows:
+                ids |= _copy_vlans(br, f)
+        return tuple(sorted(v for v in ids if 1 <= v < T.MIRROR_VLAN_FIRST))
+
     def _recover_mirror_vlans(self, facts: BridgeFacts) -> dict[str, set[Flow]]:
         """Learn the tap mirrors' VLANs from the switch (start-up); returns the dumps made.
 
@@ -235,9 +248,10 @@ class OvsDriver:
                           strict=True))
         found: dict[tuple[str, str], int] = {}
         seen: set[int] = set()
-        for flows in dumped.values():
+        for br, flows in dumped.items():
             for f in flows:
-                seen |= {v for v in flow_vlans(f) if T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST}
+                seen |= {v for v in _copy_vlans(br, f)
+                         if T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST}
         for f in dumped[BR_TAP]:
             vlan, port = f.field("dl_vlan"), f.actions.removeprefix("pop_vlan,output:")
             if vlan is None or port == f.actions or not port.isdigit():
@@ -340,11 +354,16 @@ class OvsDriver:
 _SET_VID = re.compile(r"set_field:(\d+)->vlan_vid")
 
 
-def flow_vlans(f: Flow) -> set[int]:
-    """The VLAN ids a taas flow matches exactly (``dl_vlan``) or pushes (``set_field``)."""
+def _copy_vlans(br: str, f: Flow) -> set[int]:
+    """The copy VLANs (taas_ids, tap mirror VLANs) a taas flow of bridge ``br`` pushes or
+    matches. Not the VM tags of vlan_filter pieces (tables 210-212) nor the tenant local VLANs
+    of br-int's patch-tun hooks: only the matches of copies coming from the taas patch ports."""
     out = {int(m.group(1)) & 0xFFF for m in _SET_VID.finditer(f.actions)}
     v = f.field("dl_vlan")
-    if v is not None:
+    if v is not None and f.table == 0 and (
+            br == BR_TAP
+            or (br == BR_INT and f.priority == T.PRIO_DELIVER)
+            or (br == BR_TUN and f.priority == T.PRIO_TUN)):
         out.add(int(v))
     return out
 
