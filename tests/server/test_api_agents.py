@@ -246,6 +246,10 @@ def test_taas_id_not_reused_while_a_host_reports_it(api: Api) -> None:
     assert taken in {s.taas_id for s in state(api, name).tap_services}
     for s in fresh + extra:
         assert api("a-member").delete(f"/v2.0/taas/tap_services/{s['id']}").status_code == 204
+    # The host got them in its desired state and has not reported since: they wait for it.
+    assert status(api, "tap_service", fresh[0]["id"]) == "PENDING_DELETE"
+    report(api, name, [])
+    neutron_error(api("admin").get(f"/v2.0/taas/tap_services/{fresh[0]['id']}"), 404)
 
 
 def test_admin_deletes_dead_agent_and_its_holdings(api: Api) -> None:
@@ -341,3 +345,13 @@ def test_delete_waits_for_a_host_that_has_not_reported_since_the_create(api: Api
     report(api, name, [])
     assert api("a-member").delete(f"/v2.0/taas/tap_services/{ts2['id']}").status_code == 204
     neutron_error(api("admin").get(f"/v2.0/taas/tap_services/{ts2['id']}"), 404)
+
+
+def test_a_dead_agent_does_not_block_deletion(api: Api) -> None:
+    name = host()
+    register(api, name)
+    ts = api.tap_service()
+    bind(api, name, ts["port_id"])  # in its desired state; it never reports
+    time.sleep(1.2)  # agent_down_time=1: dead
+    assert api("a-member").delete(f"/v2.0/taas/tap_services/{ts['id']}").status_code == 204
+    neutron_error(api("admin").get(f"/v2.0/taas/tap_services/{ts['id']}"), 404)

@@ -93,7 +93,12 @@ def test_postcommit_failure_rolls_the_create_back(api: Api, kind: str) -> None:
                 "remote_ip": "192.0.2.1", "mirror_type": "gre", "project_id": "project-a"}
     else:
         for s in c.get(TS).json()["tap_services"]:
-            c.delete(f"{TS}/{s['id']}")  # frees taas_ids (some wait in PENDING_DELETE)
+            c.delete(f"{TS}/{s['id']}")  # frees taas_ids once the host confirms:
+        svc = api("service")
+        revision = svc.get("/v2.0/taas-agents/conc-host/desired-state").json()[
+            "desired_state"]["revision"]
+        assert svc.put("/v2.0/taas-agents/conc-host/report", json={"report": {
+            "revision": revision, "resources": [], "taas_ids": []}}).status_code == 200
         before = c.get(TS).json()["tap_services"]
         body = {"port_id": api.port()["id"], "project_id": "project-a"}
     r = c.post(f"/v2.0/taas/{kind}s", json={kind: {**body, "name": name}})

@@ -16,6 +16,7 @@ def _host(prefix: str) -> str:
 
 
 def _register(api: Api, host: str, ports: list[str]) -> None:
+    """(Re-)register the host and bind exactly these ports to it."""
     svc = api("service")
     assert svc.put(f"{AGENTS}/{host}", json={"agent": {"tunnel_ip": "10.9.0.1"}}
                    ).status_code == 200
@@ -80,3 +81,47 @@ def test_a_concurrent_report_never_undoes_a_delete(api: Api) -> None:
     assert statuses == ["PENDING_DELETE"] * len(flows)
     state = api("service").get(f"{AGENTS}/{host}/desired-state").json()["desired_state"]
     assert state["tap_flows"] == []
+
+
+def _taas_ids(api: Api, host: str) -> dict[str, int]:
+    state = api("service").get(f"{AGENTS}/{host}/desired-state").json()["desired_state"]
+    return {s["id"]: s["taas_id"] for s in state["tap_services"]}
+
+
+def _status(api: Api, kind: str, id_: str) -> str | None:
+    return api("admin").get(f"/v2.0/taas/{kind}s/{id_}").json().get(kind, {}).get("status")
+
+
+def test_taas_id_kept_while_a_host_that_got_it_by_a_later_binding_has_not_reported(
+        api: Api) -> None:
+    h1, h2 = _host("late-bind"), _host("late-bind")
+    _register(api, h1, [])
+    _register(api, h2, [])
+    _report(api, h1, [], [])
+    ts = api.tap_service()  # its port is not bound yet: no host has it
+    _report(api, h1, [], [])
+    # The port is bound after the creation: h1 now installs the service.
+    _register(api, h1, [ts["port_id"]])
+    taken = _taas_ids(api, h1)[ts["id"]]
+    assert api("a-member").delete(f"/v2.0/taas/tap_services/{ts['id']}").status_code == 204
+    assert _status(api, "tap_service", ts["id"]) == "PENDING_DELETE"
+    other = api.tap_service()
+    _register(api, h1, [ts["port_id"], other["port_id"]])
+    assert _taas_ids(api, h1)[other["id"]] != taken
+    _report(api, h1, [], [])
+    assert _status(api, "tap_service", ts["id"]) is None  # confirmed: gone
+
+    # The port moves h1 -> h2: h2 installs it from that binding on.
+    moved = api.tap_service()
+    _register(api, h1, [moved["port_id"]])
+    _report(api, h1, [{"kind": "tap_service", "id": moved["id"], "status": "ACTIVE"}],
+            [_taas_ids(api, h1)[moved["id"]]])
+    _report(api, h2, [], [])
+    _register(api, h1, [])
+    _report(api, h1, [], [])
+    _register(api, h2, [moved["port_id"]])
+    assert moved["id"] in _taas_ids(api, h2)
+    assert api("a-member").delete(f"/v2.0/taas/tap_services/{moved['id']}").status_code == 204
+    assert _status(api, "tap_service", moved["id"]) == "PENDING_DELETE"
+    _report(api, h2, [], [])
+    assert _status(api, "tap_service", moved["id"]) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
@@ -345,6 +346,25 @@ class AgentRepository(Repository[Agent]):
             return {}
         stmt = select(Agent.host, Agent.reported_revision).where(Agent.host.in_(hosts))
         return {h: r for h, r in self.session.execute(stmt)}
+
+    def alive_reported_revisions(
+        self, since: datetime, hosts: Iterable[str] | None = None
+    ) -> dict[str, int | None]:
+        """Last reported revision of the agents heard from since `since` (of `hosts`, or all
+        such agents when None)."""
+        stmt = select(Agent.host, Agent.reported_revision).where(Agent.heartbeat_at >= since)
+        if hosts is not None:
+            hosts = list(set(hosts))
+            if not hosts:
+                return {}
+            stmt = stmt.where(Agent.host.in_(hosts))
+        return {h: r for h, r in self.session.execute(stmt)}
+
+    def holders(self, kind: str, resource_id: str) -> set[str]:
+        stmt = select(HeldResource.host).where(
+            HeldResource.kind == kind, HeldResource.resource_id == resource_id
+        )
+        return set(self.session.scalars(stmt))
 
     def is_held(self, kind: str, resource_id: str) -> bool:
         stmt = select(HeldResource.host).where(

@@ -102,7 +102,8 @@ class Agents:
             repo.set_host(to_unbind, None)
             session.flush()
             session.expire_all()
-            lifecycle.refresh(session, port_ids=set(to_bind) | set(to_unbind))
+            lifecycle.refresh(session, self.settings.agent_down_time,
+                              port_ids=set(to_bind) | set(to_unbind))
             self._changed(uow, {"host": host})
         ports = list(repo.get_many(known).values())
         return sorted(ports, key=lambda p: p.id), unknown
@@ -145,7 +146,8 @@ class Agents:
         # What the host held or holds, and what names its ports (pending deletions that waited
         # for this host to catch up).
         local = {p.id for p in PortRepository(session).bound_to(host)}
-        lifecycle.refresh(session, resource_ids=before | {r for _, r in held}, port_ids=local)
+        lifecycle.refresh(session, self.settings.agent_down_time,
+                          resource_ids=before | {r for _, r in held}, port_ids=local)
         return {"host": host, "revision": revision, "accepted": len(held),
                 "taas_ids": sorted(ids)}
 
@@ -172,6 +174,7 @@ class Agents:
         PortRepository(uow.session).clear_host(agent.host)
         repo.remove(agent)
         uow.session.expire_all()
-        lifecycle.refresh(uow.session, resource_ids=held, port_ids=ports)
+        lifecycle.refresh(uow.session, self.settings.agent_down_time, resource_ids=held,
+                          port_ids=ports)
         self._changed(uow, agent)
 

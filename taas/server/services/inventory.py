@@ -153,7 +153,7 @@ class Inventory:
             setattr(row, "host" if key == "binding:host_id" else key, value)
         uow.session.flush()
         if "binding:host_id" in attrs:
-            lifecycle.refresh(uow.session, port_ids={row.id})
+            lifecycle.refresh(uow.session, self.settings.agent_down_time, port_ids={row.id})
         if attrs:  # an empty update changes nothing: no revision bump
             self._changed(uow, "port", row)
         return row

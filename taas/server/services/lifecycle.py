@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update as sql_update
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from taas.server.db.repositories import (
     AgentRepository,
     PortRepository,
+    RevisionRepository,
     TapFlowRepository,
     TapMirrorRepository,
     TapServiceRepository,
@@ -28,24 +30,42 @@ def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
     return "DOWN"
 
 
-def involved_hosts(session: Session, kind: str, row: Any) -> set[str]:
-    """Hosts of the ports a resource names (a flow: its source and its service's destination)."""
+def named_ports(session: Session, kind: str, row: Any) -> list[str]:
+    """The ports a resource names (a flow: its source and its service's destination)."""
     port_ids = [row.port_id] if kind != "tap_flow" else [row.source_port]
     if kind == "tap_flow":
         service = TapServiceRepository(session).get(row.tap_service_id)
         if service is not None:
             port_ids.append(service.port_id)
-    ports = PortRepository(session).get_many(port_ids)
+    return port_ids
+
+
+def involved_hosts(session: Session, kind: str, row: Any) -> set[str]:
+    """Hosts of the ports a resource names."""
+    ports = PortRepository(session).get_many(named_ports(session, kind, row))
     return {p.host for p in ports.values() if p.host}
 
 
-def may_be_installing(session: Session, kind: str, row: Any) -> bool:
-    """Whether a host may hold the resource without having reported it yet: its agent's last
-    report is older than the resource (or it never reported). Deleting such a resource at once
-    could free a taas_id whose flows are being installed."""
-    hosts = involved_hosts(session, kind, row)
-    reported = AgentRepository(session).reported_revisions(hosts)
-    return any(rev is None or rev < row.created_revision for rev in reported.values())
+def alive_since(down_time: int) -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=down_time)
+
+
+def may_be_installing(session: Session, kind: str, row: Any, down_time: int) -> bool:
+    """Whether a host may hold the resource without having reported it yet. Deleting such a
+    resource at once could free a taas_id (or tunnel id) whose flows are being installed.
+
+    A resource enters a host's desired state when it is created, but also when a port it names
+    is bound (later, or to another host), so the creation revision says too little: a host
+    whose agent is alive may be installing it while its last report is older than the current
+    revision (agents report after every revision: this costs one report round trip). The
+    hosts are those of the named ports and those whose last report holds it. Dead agents do
+    not block deletion; the taas_ids of their last reports still block reuse."""
+    agents = AgentRepository(session)
+    hosts = involved_hosts(session, kind, row) | agents.holders(kind, row.id)
+    since = alive_since(down_time)
+    current = RevisionRepository(session).current()
+    return any(rev is None or rev < current
+               for rev in agents.alive_reported_revisions(since, hosts).values())
 
 
 def set_status(session: Session, row: Any, status: str) -> None:
@@ -63,7 +83,8 @@ def set_status(session: Session, row: Any, status: str) -> None:
 
 
 def refresh(
-    session: Session, resource_ids: set[str] | None = None, port_ids: set[str] | None = None
+    session: Session, down_time: int, resource_ids: set[str] | None = None,
+    port_ids: set[str] | None = None,
 ) -> None:
     """Recompute statuses, then delete PENDING_DELETE rows that no host holds any more.
 
@@ -117,7 +138,7 @@ def refresh(
 
     def gone(kind: str, row: Any) -> bool:
         return (row.status == PENDING_DELETE and (kind, row.id) not in held
-                and not may_be_installing(session, kind, row))
+                and not may_be_installing(session, kind, row, down_time))
 
     for f in flows:
         if gone("tap_flow", f):

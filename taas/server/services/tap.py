@@ -192,9 +192,12 @@ class TapResources:
                 blocked: bool = False) -> None:
         """Delete at once if no host holds it, else PENDING_DELETE until hosts confirm."""
         session = uow.session
+        # Judged before this delete's own revision bump (precommit hook).
+        pending = (blocked or AgentRepository(session).is_held(kind, row.id)
+                   or lifecycle.may_be_installing(session, kind, row,
+                                                  self.settings.agent_down_time))
         self._hook(f"delete_{kind}_precommit", kind, row, session)
-        if (blocked or AgentRepository(session).is_held(kind, row.id)
-                or lifecycle.may_be_installing(session, kind, row)):
+        if pending:
             row.status = PENDING_DELETE
             session.flush()
         else:
