@@ -125,3 +125,35 @@ def test_taas_id_kept_while_a_host_that_got_it_by_a_later_binding_has_not_report
     assert _status(api, "tap_service", moved["id"]) == "PENDING_DELETE"
     _report(api, h2, [], [])
     assert _status(api, "tap_service", moved["id"]) is None
+
+
+def test_pending_delete_of_a_deleted_port_ends_with_the_next_report(api: Api) -> None:
+    host = _host("port-gone")
+    mon, src = api.port(), api.port()
+    _register(api, host, [mon["id"], src["id"]])
+    _report(api, host, [], [])
+    tunnel = 5_000_000 + int(uuid.uuid4().int % 1_000_000)
+    mirror = api.tap_mirror(port_id=src["id"], directions={"OUT": tunnel})
+    ts = api.tap_service(port_id=mon["id"])
+    flow = api.tap_flow(ts, source_port=src["id"])
+    # The VM goes before the host reported the new resources: they wait for that report.
+    assert api("admin").delete(f"/v2.0/ports/{src['id']}").status_code == 204
+    assert _status(api, "tap_mirror", mirror["id"]) == "PENDING_DELETE"
+    assert _status(api, "tap_flow", flow["id"]) == "PENDING_DELETE"
+    _report(api, host, [], [])
+    assert _status(api, "tap_mirror", mirror["id"]) is None
+    assert _status(api, "tap_flow", flow["id"]) is None
+    api.tap_mirror(port_id=api.port()["id"], directions={"OUT": tunnel})  # tunnel id free
+
+
+def test_deleting_a_silent_agent_releases_what_waited_for_it(api: Api) -> None:
+    host = _host("silent")
+    port = api.port()
+    _register(api, host, [port["id"]])
+    mirror = api.tap_mirror(port_id=port["id"])
+    assert api("admin").delete(f"/v2.0/ports/{port['id']}").status_code == 204
+    assert _status(api, "tap_mirror", mirror["id"]) == "PENDING_DELETE"
+    agents = api("admin").get("/v2.0/agents", params={"host": host}).json()["agents"]
+    (agent,) = [a for a in agents if a["host"] == host]
+    assert api("admin").delete(f"/v2.0/agents/{agent['id']}").status_code == 204
+    assert _status(api, "tap_mirror", mirror["id"]) is None

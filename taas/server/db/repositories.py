@@ -58,6 +58,14 @@ class Repository(Generic[M]):
         self.session.delete(obj)
         self.session.flush()
 
+    def pending_unheld(self) -> list[M]:
+        """PENDING_DELETE rows no agent's last report holds (waiting only for lagging hosts,
+        or for nothing when their ports went away): few, re-checked on every report."""
+        model: Any = self.model
+        held = select(HeldResource.resource_id).where(HeldResource.resource_id == model.id)
+        stmt = select(model).where(model.status == "PENDING_DELETE", ~held.exists())
+        return list(self.session.scalars(stmt))
+
     def touching(self, ids: set[str], port_columns: tuple[str, ...],
                  port_ids: set[str]) -> list[M]:
         """Rows with one of `ids`, or whose port columns name one of `port_ids`."""

@@ -147,7 +147,8 @@ class Agents:
         # for this host to catch up).
         local = {p.id for p in PortRepository(session).bound_to(host)}
         lifecycle.refresh(session, self.settings.agent_down_time,
-                          resource_ids=before | {r for _, r in held}, port_ids=local)
+                          resource_ids=before | {r for _, r in held}, port_ids=local,
+                          pending=True)
         return {"host": host, "revision": revision, "accepted": len(held),
                 "taas_ids": sorted(ids)}
 
@@ -175,6 +176,6 @@ class Agents:
         repo.remove(agent)
         uow.session.expire_all()
         lifecycle.refresh(uow.session, self.settings.agent_down_time, resource_ids=held,
-                          port_ids=ports)
+                          port_ids=ports, pending=True)
         self._changed(uow, agent)
 

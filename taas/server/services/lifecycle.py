@@ -84,12 +84,14 @@ def set_status(session: Session, row: Any, status: str) -> None:
 
 def refresh(
     session: Session, down_time: int, resource_ids: set[str] | None = None,
-    port_ids: set[str] | None = None,
+    port_ids: set[str] | None = None, pending: bool = False,
 ) -> None:
     """Recompute statuses, then delete PENDING_DELETE rows that no host holds any more.
 
     Scoped to the given resources and to those naming the given ports (a report touches only
-    what the host held or holds; a binding change only what uses the ports); None = all."""
+    what the host held or holds; a binding change only what uses the ports); None = all.
+    `pending` adds the PENDING_DELETE rows nobody holds: a report or an agent's removal may be
+    what they waited for, even when their ports (and so the host's scope) are gone."""
     services_repo = TapServiceRepository(session)
     flows_repo = TapFlowRepository(session)
     mirrors_repo = TapMirrorRepository(session)
@@ -99,6 +101,9 @@ def refresh(
         holdings = agents.holdings()
     else:
         rids, pids = resource_ids or set(), port_ids or set()
+        if pending:
+            rids = rids | {r.id for repo in (services_repo, flows_repo, mirrors_repo)
+                           for r in repo.pending_unheld()}
         services = services_repo.touching(rids, ("port_id",), pids)
         flows_by_id = {f.id: f for f in flows_repo.touching(rids, ("source_port",), pids)}
         # A service's destination host also decides its flows' status.
