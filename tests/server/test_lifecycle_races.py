@@ -157,3 +157,27 @@ def test_deleting_a_silent_agent_releases_what_waited_for_it(api: Api) -> None:
     (agent,) = [a for a in agents if a["host"] == host]
     assert api("admin").delete(f"/v2.0/agents/{agent['id']}").status_code == 204
     assert _status(api, "tap_mirror", mirror["id"]) is None
+
+
+def test_concurrent_creates_on_one_port_or_pair_yield_one_resource(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(path: str, body: dict) -> int:
+        with api.server.client("a-member") as c:
+            return c.post(path, json=body).status_code
+
+    mon, src = api.port(), api.port()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(pool.map(lambda _: post("/v2.0/taas/tap_services", {
+            "tap_service": {"port_id": mon["id"]}}), range(6)))
+    assert codes == [201] + [409] * 5
+    (ts,) = api("a-member").get("/v2.0/taas/tap_services",
+                                params={"port_id": mon["id"]}).json()["tap_services"]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(pool.map(lambda _: post("/v2.0/taas/tap_flows", {"tap_flow": {
+            "tap_service_id": ts["id"], "source_port": src["id"], "direction": "IN"}}),
+            range(6)))
+    assert codes == [201] + [409] * 5
+    flows = api("a-member").get("/v2.0/taas/tap_flows",
+                                params={"tap_service_id": ts["id"]}).json()["tap_flows"]
+    assert len(flows) == 1

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     pass
+
+
+# Rows not being deleted (partial unique indexes apply to these only).
+LIVE = text("status <> 'PENDING_DELETE'")
 
 
 class Revision(Base):
@@ -62,6 +76,9 @@ class TapService(Base):
     # Revision that created it: hosts that reported older revisions may still be installing it.
     created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # One live tap service per destination port, enforced against concurrent creates.
+    __table_args__ = (Index("uq_tap_services_live_port", "port_id", unique=True,
+                            sqlite_where=LIVE, postgresql_where=LIVE),)
 
 
 class TapFlow(Base):
@@ -80,6 +97,9 @@ class TapFlow(Base):
     # Revision that created it: hosts that reported older revisions may still be installing it.
     created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # One live flow per (source port, tap service), enforced against concurrent creates.
+    __table_args__ = (Index("uq_tap_flows_live_pair", "source_port", "tap_service_id",
+                            unique=True, sqlite_where=LIVE, postgresql_where=LIVE),)
 
 
 class TapMirror(Base):

@@ -222,6 +222,8 @@ class TapServiceRepository(Repository[TapService]):
                 self.session.add(obj)
                 self.session.flush()
         except IntegrityError:
+            if self.active_for_port(obj.port_id) is not None:
+                raise  # a concurrent create took the port: retried, then a clean 409
             return False
         return True
 
