@@ -246,10 +246,26 @@ def test_taas_id_not_reused_while_a_host_reports_it(api: Api) -> None:
     assert taken in {s.taas_id for s in state(api, name).tap_services}
     for s in fresh + extra:
         assert api("a-member").delete(f"/v2.0/taas/tap_services/{s['id']}").status_code == 204
-    # The host got them in its desired state and has not reported since: they wait for it.
-    assert status(api, "tap_service", fresh[0]["id"]) == "PENDING_DELETE"
+    # The host got them in its desired state and has not reported since: they wait for it
+    # (or for its death: agent_down_time is 1 s here).
     report(api, name, [])
     neutron_error(api("admin").get(f"/v2.0/taas/tap_services/{fresh[0]['id']}"), 404)
+
+
+def test_a_port_held_by_a_dead_agent_moves_to_a_live_one(api: Api) -> None:
+    h_dead, h_live = host(), host()
+    port = api.port()
+    register(api, h_live)
+    register(api, h_dead)  # alive for agent_down_time=1 s from here
+    bind(api, h_dead, port["id"])
+    bind(api, h_live, port["id"])
+    assert api("admin").get(f"/v2.0/ports/{port['id']}").json()["port"][
+        "binding:host_id"] == h_dead
+    time.sleep(2.1)  # agent_down_time=1 (heartbeats stored to the second): h_dead is dead
+    register(api, h_live)
+    bind(api, h_live, port["id"])
+    assert api("admin").get(f"/v2.0/ports/{port['id']}").json()["port"][
+        "binding:host_id"] == h_live
 
 
 def test_admin_deletes_dead_agent_and_its_holdings(api: Api) -> None:

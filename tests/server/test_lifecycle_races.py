@@ -181,3 +181,23 @@ def test_concurrent_creates_on_one_port_or_pair_yield_one_resource(api: Api) -> 
     flows = api("a-member").get("/v2.0/taas/tap_flows",
                                 params={"tap_service_id": ts["id"]}).json()["tap_flows"]
     assert len(flows) == 1
+
+
+def _binding(api: Api, port_id: str) -> str:
+    return api("admin").get(f"/v2.0/ports/{port_id}").json()["port"]["binding:host_id"]
+
+
+def test_two_hosts_reporting_one_port_do_not_flip_its_binding(api: Api) -> None:
+    h1, h2 = _host("pingpong"), _host("pingpong")
+    port = api.port()
+    _register(api, h1, [port["id"]])
+    _register(api, h2, [port["id"]])
+    assert _binding(api, port["id"]) == h1
+    revision = _revision(api, h1)
+    for h in (h1, h2, h1, h2):
+        _register(api, h, [port["id"]])
+    assert _binding(api, port["id"]) == h1
+    assert _revision(api, h1) == revision  # no change, no new revision
+    _register(api, h1, [])  # the holder drops it: the other host takes it on its next report
+    _register(api, h2, [port["id"]])
+    assert _binding(api, port["id"]) == h2

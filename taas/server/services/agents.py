@@ -95,7 +95,15 @@ class Agents:
         known = repo.get_many(seen)
         unknown = sorted(set(seen) - set(known))
         previously = {p.id for p in repo.bound_to(host)}
-        to_bind = [pid for pid, p in known.items() if p.host != host]
+        # A port bound to another host whose agent is alive stays there (that agent's last
+        # ports report has it, else it would have unbound it): two hosts reporting one port
+        # must not flip the binding on every heartbeat. It moves once the holder drops it or
+        # its agent dies.
+        agents = AgentRepository(session)
+        others = {p.host for p in known.values() if p.host and p.host != host}
+        holders = {h for h in others
+                   if (a := agents.by_host(h)) is not None and self.is_alive(a)}
+        to_bind = [pid for pid, p in known.items() if p.host != host and p.host not in holders]
         to_unbind = sorted(previously - set(known))
         if to_bind or to_unbind:
             repo.set_host(to_bind, host)
