@@ -201,3 +201,17 @@ def test_two_hosts_reporting_one_port_do_not_flip_its_binding(api: Api) -> None:
     _register(api, h1, [])  # the holder drops it: the other host takes it on its next report
     _register(api, h2, [port["id"]])
     assert _binding(api, port["id"]) == h2
+
+
+def test_status_ignores_errors_of_hosts_no_longer_involved(api: Api) -> None:
+    h1, h2 = _host("moved"), _host("moved")
+    ts = api.tap_service()
+    held = [{"kind": "tap_service", "id": ts["id"], "status": "ERROR"}]
+    _register(api, h1, [ts["port_id"]])
+    _report(api, h1, held, [])
+    assert _status(api, "tap_service", ts["id"]) == "ERROR"
+    _register(api, h1, [])  # the port moves to h2; h1 still reports its stale copy in ERROR
+    _register(api, h2, [ts["port_id"]])
+    _report(api, h1, held, [])
+    _report(api, h2, [{"kind": "tap_service", "id": ts["id"], "status": "ACTIVE"}], [])
+    assert _status(api, "tap_service", ts["id"]) == "ACTIVE"

@@ -78,7 +78,9 @@ def test_check_body_defaults_required_and_unknown() -> None:
     (["h1", "h2"], {"h1": "ACTIVE", "h2": "ACTIVE"}, "ACTIVE"),
     (["h1", "h1"], {"h1": "ACTIVE"}, "ACTIVE"),
     (["h1", "h2"], {"h1": "ACTIVE", "h2": "ERROR"}, "ERROR"),
-    (["h1", None], {"h3": "ERROR"}, "ERROR"),
+    # Reports of hosts no longer involved do not count.
+    (["h1", None], {"h3": "ERROR"}, "DOWN"),
+    (["h1"], {"h1": "ACTIVE", "h3": "ERROR"}, "ACTIVE"),
 ])
 def test_aggregate_status(hosts: list, reported: dict, expected: str) -> None:
     assert aggregate_status(hosts, reported) == expected

@@ -21,8 +21,10 @@ PENDING_DELETE = "PENDING_DELETE"
 
 
 def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
-    """ERROR if any host reports ERROR; ACTIVE if every involved host (all bound) reports
-    ACTIVE; DOWN otherwise."""
+    """ERROR if any involved host reports ERROR; ACTIVE if every involved host (all bound)
+    reports ACTIVE; DOWN otherwise. Reports of hosts no longer involved (a port moved away,
+    their stale copy not yet removed) do not count."""
+    reported = {h: s for h, s in reported.items() if h in hosts}
     if "ERROR" in reported.values():
         return "ERROR"
     if hosts and None not in hosts and all(reported.get(h) == "ACTIVE" for h in hosts if h):
