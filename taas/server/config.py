@@ -35,9 +35,12 @@ class Settings:
     log_level: str = "info"
 
     def validate(self) -> None:
-        if not (1 <= self.vlan_range_start < self.vlan_range_end <= 4095):
+        # [start, end) must stay below 4000: agents use VLANs 4000..4094 locally for tap
+        # mirror directions, and 4095 is the dead VLAN.
+        if not (1 <= self.vlan_range_start < self.vlan_range_end <= 4000):
             raise ConfigError(
-                f"vlan_range_start/vlan_range_end must satisfy 1 <= start < end <= 4095, got "
+                f"vlan_range_start/vlan_range_end must satisfy 1 <= start < end <= 4000 "
+                f"(4000..4095 are reserved by the agents), got "
                 f"{self.vlan_range_start}..{self.vlan_range_end}"
             )
         if not (0 < self.tunnel_key_base and self.tunnel_key_base + 4095 < 2**24):

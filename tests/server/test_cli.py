@@ -43,13 +43,14 @@ def test_bad_auth_strategy_fails_clearly(tmp_path: Path) -> None:
     ({"vlan_range_start": 4000, "vlan_range_end": 3900}, ".json"),
     ("vlan_range_start: 0\n", ".yaml"),
     ("[taas]\nvlan_range_end = 5000\n", ".ini"),
+    ("[taas]\nvlan_range_start = 4000\nvlan_range_end = 4090\n", ".ini"),
 ])
 def test_bad_vlan_range_fails_clearly(tmp_path: Path, content: object, suffix: str) -> None:
     cfg = tmp_path / f"taas{suffix}"
     cfg.write_text(json.dumps(content) if isinstance(content, dict) else str(content))
     r = run("--config", str(cfg), "db", "upgrade", cwd=tmp_path)
     assert r.returncode == 2
-    assert "1 <= start < end <= 4095" in r.stderr
+    assert "1 <= start < end <= 4000" in r.stderr
     assert not (tmp_path / "taas.sqlite").exists()
 
 

@@ -92,9 +92,12 @@ def test_settings_defaults_and_validation() -> None:
         3900, 4000, 16_000_000, 30)
     assert s.taas_vni_range == range(16_003_900, 16_004_000)
     assert build_settings({"vlan_range_start": "10"}, {"vlan_range_end": 20}).vlan_range_end == 20
+    assert build_settings({"vlan_range_start": 1, "vlan_range_end": 4000}, {}).vlan_range_start == 1
     assert build_settings({"port": 1}, {"port": 2}).port == 2  # command line wins
     for bad in ({"vlan_range_start": 0}, {"vlan_range_start": 4000, "vlan_range_end": 4000},
-                {"vlan_range_end": 4096}, {"vlan_range_start": "x"}, {"nope": 1},
+                {"vlan_range_end": 4096}, {"vlan_range_end": 4001},
+                {"vlan_range_start": 4000, "vlan_range_end": 4094},
+                {"vlan_range_start": "x"}, {"nope": 1},
                 {"agent_down_time": 0}):
         with pytest.raises(ConfigError):
             build_settings(bad, {})
