@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from typing import Any
@@ -19,6 +20,7 @@ from taas.server.services.tap import TapResources, now
 
 FIRST_SEGMENTATION_ID = 1000
 MAX_VNI = 2**24 - 1
+SEGMENTATION_ID_CHOICES = 64  # an allocated id is drawn from the lowest this many free ids
 
 
 class Inventory:
@@ -54,13 +56,16 @@ class Inventory:
                 raise errors.SegmentationIdConflict(f"Segmentation id {seg} is already in use")
         else:
             used = repo.segmentation_ids()
-            seg = next(
+            # Like Neutron, pick at random among free ids: concurrent creates then rarely
+            # collide (a collision fails on the unique constraint and the transaction retries).
+            free = list(itertools.islice(
                 (v for v in range(FIRST_SEGMENTATION_ID, MAX_VNI + 1)
                  if v not in used and v not in taas_range),
-                None,
-            )
-            if seg is None:
+                SEGMENTATION_ID_CHOICES,
+            ))
+            if not free:
                 raise errors.SegmentationIdConflict("No free segmentation id left")
+            seg = random.choice(free)
         row = Network(
             id=net_id, project_id=project, name=attrs["name"], description=attrs["description"],
             segmentation_id=seg, admin_state_up=attrs["admin_state_up"], created_at=now(),
