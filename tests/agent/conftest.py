@@ -21,20 +21,14 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from taas.common.desired_state import DesiredState, HostReport, ResourceStatus
+from taas.testing.wait import wait_until
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+    """Poll ``cond`` (finely: the agent's loops run at tens of ms) until it is truthy."""
+    return wait_until(cond, timeout, interval)
 
 
 def pid_alive(pid: int) -> bool:

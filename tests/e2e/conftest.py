@@ -9,7 +9,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from taas.lab.core import UNDERLAY_MTU, Lab
 from taas.lab.pytest_plugin import unique_name
 from taas.lab.sh import kill_pids, netns_cmd, read_pidfile
 from taas.testing.server import ServerProcess, run_server
+from taas.testing.wait import wait_until
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TAAS_COOKIE = f"cookie={COOKIE:#x}/-1"
@@ -42,18 +43,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     out = os.environ.get("TAAS_E2E_RESULTS")
     if out:
         Path(out).write_text(json.dumps(TIMINGS, indent=2))
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(interval)
 
 
 def icmp(frame: bytes) -> tuple[str, str, int] | None:
