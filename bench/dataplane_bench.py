@@ -40,7 +40,7 @@ from dataclasses import replace
 from taas.agent.ovs.compile import compile_host
 from taas.agent.ovs.driver import LocalPort, OvsDriver
 from taas.common.desired_state import DesiredState, PortFacts, TapFlowState, TapServiceState
-from taas.lab.core import Lab
+from taas.lab import Lab
 from taas.lab.pytest_plugin import unique_name
 
 _RECEIVER = """

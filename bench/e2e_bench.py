@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from taas.lab.core import Lab
+from taas.lab import Lab
 from taas.lab.pytest_plugin import unique_name
 from taas.testing.server import run_server
 

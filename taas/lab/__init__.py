@@ -1,19 +1,20 @@
 """The lab: a real multi-host OVS cloud on one machine (see docs/lab.md)."""
 
 from taas.lab.capture import Capture, parse_pcap
-from taas.lab.core import (
+from taas.lab.cleanup import destroy, destroy_all, list_labs
+from taas.lab.core import Lab
+from taas.lab.state import (
     L2_COOKIE,
+    UNDERLAY_MTU,
     VM,
     Collector,
     Host,
-    Lab,
     Network,
-    PingResult,
     default_state_file,
-    destroy,
-    destroy_all,
-    list_labs,
+    lab_dir,
 )
+from taas.lab.traffic import PingResult
 
-__all__ = ["Capture", "Collector", "Host", "L2_COOKIE", "Lab", "Network", "PingResult", "VM",
-           "default_state_file", "destroy", "destroy_all", "list_labs", "parse_pcap"]
+__all__ = ["Capture", "Collector", "Host", "L2_COOKIE", "Lab", "Network", "PingResult",
+           "UNDERLAY_MTU", "VM", "default_state_file", "destroy", "destroy_all", "lab_dir",
+           "list_labs", "parse_pcap"]

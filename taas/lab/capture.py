@@ -1,19 +1,26 @@
 """Packet captures inside lab namespaces: tcpdump to a pcap, parsed into raw frames.
 
+`CaptureMixin` gives a lab `capture()` / `captures()`.
+
 The pcap is parsed here (the format is tiny) rather than with scapy, whose import alone takes
 about a second; `Capture.packets()` turns frames into scapy packets for tests that want them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import struct
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from taas.lab.handle import LabHandle
 
 
 def parse_pcap(data: bytes) -> list[bytes]:
@@ -98,16 +105,7 @@ class Capture:
 
     def settle(self, quiet: float = 0.15, max_wait: float = 2.0) -> None:
         """Wait until nothing new has arrived for `quiet` seconds (frames still in flight)."""
-        deadline = time.monotonic() + max_wait
-        last = self._size()
-        stable_since = time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.03)
-            size = self._size()
-            if size != last:
-                last, stable_since = size, time.monotonic()
-            elif time.monotonic() - stable_since >= quiet:
-                return
+        settle_all([self], quiet, max_wait)
 
     def stop(self) -> list[bytes]:
         if self.proc is not None and self.proc.poll() is None:
@@ -160,3 +158,58 @@ class Capture:
 
     def __repr__(self) -> str:
         return f"<Capture {self.netns}/{self.iface} {len(self.frames)} frames>"
+
+
+def settle_all(caps: Sequence[Capture], quiet: float = 0.15, max_wait: float = 2.0) -> None:
+    """Wait until no capture has grown for `quiet` seconds: frames still crossing the
+    userspace datapath get written before tcpdump is stopped."""
+    deadline = time.monotonic() + max_wait
+    last = [c._size() for c in caps]
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.03)
+        now = [c._size() for c in caps]
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= quiet:
+            return
+
+
+class CaptureMixin(LabHandle):
+    @contextlib.contextmanager
+    def capture(self, target: str, iface: str | None = None, bpf: str | None = None, *,
+                direction: str | None = None, settle: bool = True) -> Iterator[Capture]:
+        """tcpdump on `iface` (default: the VM's / collector's interface) of a VM, host,
+        collector or namespace. Yields once tcpdump listens; on exit waits for in-flight
+        frames (`settle`), stops, and fills `cap.frames` (raw frame bytes)."""
+        with self.captures({target: (iface, bpf)}, direction=direction, settle=settle) as caps:
+            yield caps[target]
+
+    @contextlib.contextmanager
+    def captures(self, targets: Sequence[str] | dict[str, Any], *,
+                 direction: str | None = None, settle: bool = True
+                 ) -> Iterator[dict[str, Capture]]:
+        """Several captures started in parallel. `targets`: names (default interface) or a dict
+        name -> iface | (iface, bpf). Yields {name: Capture}."""
+        if not isinstance(targets, dict):
+            targets = {t: None for t in targets}
+        capdir = self.dir / "captures"
+        capdir.mkdir(parents=True, exist_ok=True)
+        caps: dict[str, Capture] = {}
+        try:
+            for t, spec in targets.items():
+                iface, bpf = spec if isinstance(spec, tuple) else (spec, None)
+                fd, path = tempfile.mkstemp(prefix="cap-", suffix=".pcap", dir=capdir)
+                os.close(fd)
+                c = Capture(self.netns_of(t), iface or self.default_iface(t), Path(path), bpf,
+                            direction)
+                caps[t] = c
+                c.start()
+            for c in caps.values():
+                c.wait_listening()
+            yield caps
+            if settle and caps:
+                settle_all(list(caps.values()))
+        finally:
+            for c in caps.values():
+                c.stop()

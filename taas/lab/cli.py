@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from taas.lab.core import Lab, default_state_file, destroy, destroy_all, list_labs
+from taas.lab import Lab, default_state_file, destroy, destroy_all, list_labs
 from taas.lab.sh import LabCommandError
 
 

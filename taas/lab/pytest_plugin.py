@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from taas.lab.core import Lab
+from taas.lab import Lab
 from taas.lab.sh import wait_reaped
 
 _counter = itertools.count()

@@ -2,7 +2,7 @@
 
 Everything the spec leaves out (ids, MACs, IPs, VNIs, local VLANs, underlay addresses) is
 derived from the lab name and the object names, so the same spec and name always give the same
-lab. The resolved plan is what `taas.lab.core` builds and what the state file records.
+lab. The resolved plan is what `taas.lab.builder` builds and what the state file records.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from taasdp import Taas
 
-from taas.lab.core import Lab
+from taas.lab import Lab
 from taas.lab.pytest_plugin import (  # noqa: F401
     fresh_lab,
     lab,

@@ -13,7 +13,7 @@ from taas.common.desired_state import (
     TapMirrorState,
     TapServiceState,
 )
-from taas.lab.core import Lab
+from taas.lab import Lab
 
 VNI_BASE = 16_000_000
 

@@ -18,7 +18,7 @@ from taasdp import BCAST, MCAST, Taas, frame, observe, prime
 
 from taas.agent.ovs import tables as T
 from taas.agent.ovs.flows import parse_vlan_filter
-from taas.lab.core import Lab
+from taas.lab import Lab
 
 pytestmark = pytest.mark.ovs
 

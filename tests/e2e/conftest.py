@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from taas.agent.ovs.tables import COOKIE
-from taas.lab.core import UNDERLAY_MTU, Lab
+from taas.lab import UNDERLAY_MTU, Lab
+from taas.lab.builder import start_ovs
 from taas.lab.pytest_plugin import unique_name
 from taas.lab.sh import kill_pids, netns_cmd, read_pidfile
 from taas.testing.server import ServerProcess, run_server
 from taas.testing.wait import wait_until
 
-OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TAAS_COOKIE = f"cookie={COOKIE:#x}/-1"
 TIMINGS: dict[str, float] = {}
 
@@ -135,16 +135,7 @@ class System:
         rd = h.run_dir
         pids = [read_pidfile(f"{rd}/{d}.pid") for d in ("ovs-vswitchd", "ovsdb-server")]
         kill_pids([p for p in pids if p])
-        env = {**os.environ, "OVS_RUNDIR": rd, "OVS_DBDIR": rd, "OVS_LOGDIR": rd,
-               "OVS_PKGDATADIR": "/usr/share/openvswitch"}
-        common = ["--detach", "--no-chdir", "-vconsole:off", "-vsyslog:off"]
-        subprocess.run(netns_cmd(h.netns, [
-            "ovsdb-server", f"{rd}/conf.db", f"--remote=punix:{rd}/db.sock",
-            f"--pidfile={rd}/ovsdb-server.pid", f"--log-file={rd}/ovsdb-server.log",
-            f"--unixctl={rd}/ovsdb-server.ctl", *common]), env=env, check=True)
-        subprocess.run(netns_cmd(h.netns, [
-            "ovs-vswitchd", h.ovsdb, f"--pidfile={rd}/ovs-vswitchd.pid",
-            f"--log-file={rd}/ovs-vswitchd.log", *common]), env=env, check=True)
+        start_ovs(h.netns, rd, h.ovsdb)
         subprocess.run(["ovs-vsctl", f"--db={h.ovsdb}", "--timeout=30", "--", "wait-until",
                         "Interface", "br-phy", "ofport>0"], check=True)
         wait_until(lambda: subprocess.run(netns_cmd(h.netns, ["ip", "link", "show", "br-phy"]),

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from taas.lab import Lab, destroy
-from taas.lab.core import lab_dir
+from taas.lab import Lab, destroy, lab_dir
 from taas.lab.pytest_plugin import unique_name
 from taas.lab.sh import KILLED, read_pidfile
 from taas.lab.spec import SpecError, load_spec, resolve, spread
