@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
 AUTH_STRATEGIES = ("token", "noauth")
@@ -33,6 +34,12 @@ class Settings:
     # Seconds between revision polls when PostgreSQL LISTEN/NOTIFY is unavailable.
     revision_poll_interval: float = 1.0
     log_level: str = "info"
+    # Base URL clients reach this server at (behind a proxy or on a wildcard bind); discovery
+    # and pagination links are built from it, never from the request's Host header.
+    # Default: http://<host>:<port> of the bind address.
+    public_endpoint: str | None = None
+    # Seconds a write waits for another process's SQLite lock before giving up (then 503).
+    sqlite_busy_timeout: float = 30.0
 
     def validate(self) -> None:
         # [start, end) must stay below 4000: agents use VLANs 4000..4094 locally for tap
@@ -52,6 +59,21 @@ class Settings:
                               f"got {self.auth_strategy!r}")
         if not (0 < self.port < 65536):
             raise ConfigError(f"port must be 1..65535, got {self.port}")
+        if self.public_endpoint is not None:
+            url = urlsplit(self.public_endpoint)
+            if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+                raise ConfigError("public_endpoint must be an http(s) URL without query, like "
+                                  f"https://taas.example.org:9696, got {self.public_endpoint!r}")
+        if self.sqlite_busy_timeout <= 0:
+            raise ConfigError("sqlite_busy_timeout must be positive")
+
+    @property
+    def endpoint(self) -> str:
+        """The public base URL, without a trailing slash."""
+        if self.public_endpoint:
+            return self.public_endpoint.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def taas_vni_range(self) -> range:

@@ -47,38 +47,64 @@ def create_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+class Cluster:
+    """A running throwaway cluster: `.url` of its first database; `.stop()`/`.start()` take
+    it down and up again (fault tests)."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir, self.port = workdir, port
+        self.data, self.log = workdir / "data", workdir / "postgres.log"
+        self.url = ""
+        self.running = False
+
+    def start(self) -> None:
+        options = (f"-k {self.workdir / 'sock'} -p {self.port} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                   "-c max_connections=200")
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o",
+                     options, "-w", "-t", "60", "start")
+        self.running = True
+
+    def stop(self) -> None:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                     "stop")
+        self.running = False
+
+
 @contextmanager
-def run_postgres(dbname: str = "taas") -> Iterator[str]:
-    """Start a cluster and yield the `postgresql+psycopg://` URL of a fresh database."""
+def postgres_cluster(dbname: str = "taas") -> Iterator[Cluster]:
+    """Start a cluster with a fresh database `dbname`; removed at exit."""
     workdir = Path(tempfile.mkdtemp(prefix="taas-test-pg-"))
-    data, sockdir, log = workdir / "data", workdir / "sock", workdir / "postgres.log"
+    sockdir = workdir / "sock"
     sockdir.mkdir()
     if os.geteuid() == 0:
         pw = pwd.getpwnam(PG_USER)
         for p in (workdir, sockdir):
             os.chown(p, pw.pw_uid, pw.pw_gid)
-    port = free_port()
-    started = False
+    cluster = Cluster(workdir, free_port())
     try:
-        _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust",
-                     "-E", "UTF8", "--no-sync")
-        options = (f"-k {sockdir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-                     "-w", "-t", "60", "start")
-        started = True
-        url = f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/postgres"
-        yield create_database(url, dbname)
+        _as_postgres(str(PG_BIN / "initdb"), "-D", str(cluster.data), "-U", PG_USER, "-A",
+                     "trust", "-E", "UTF8", "--no-sync")
+        cluster.start()
+        url = f"postgresql+psycopg://{PG_USER}@127.0.0.1:{cluster.port}/postgres"
+        cluster.url = create_database(url, dbname)
+        yield cluster
     except subprocess.CalledProcessError as exc:
-        text = log.read_text(errors="replace") if log.exists() else ""
+        text = cluster.log.read_text(errors="replace") if cluster.log.exists() else ""
         raise RuntimeError(
             f"PostgreSQL failed: {exc.cmd}: {exc.stderr.decode(errors='replace')}\n{text}"
         ) from None
     finally:
-        if started:
+        if cluster.running:
             try:
-                _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                             "stop")
+                cluster.stop()
             except (subprocess.SubprocessError, OSError):
                 pass
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def run_postgres(dbname: str = "taas") -> Iterator[str]:
+    """Start a cluster and yield the `postgresql+psycopg://` URL of a fresh database."""
+    with postgres_cluster(dbname) as cluster:
+        yield cluster.url

@@ -11,7 +11,9 @@ from fastapi import FastAPI
 
 from taas.server.api import agents, meta, resources
 from taas.server.api.auth import TokenStore
+from taas.server.api.common import MAX_BODY
 from taas.server.api.errors import install_error_handlers
+from taas.server.api.middleware import BodyLimit, CatchAll
 from taas.server.config import Settings
 from taas.server.db.session import Database
 from taas.server.drivers.base import load_driver
@@ -25,7 +27,7 @@ LOG = logging.getLogger(__name__)
 
 def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     """Build the app; the schema must already be migrated (taas-server does it at start)."""
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, settings.sqlite_busy_timeout)
     notifier = RevisionNotifier()
     driver = load_driver(settings, notifier, db.is_postgres)
     taps = TapResources(settings, driver)
@@ -56,6 +58,9 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.inventory = Inventory(settings, driver, taps)
     app.state.agents = Agents(settings, driver)
     install_error_handlers(app)
+    # Outermost last: BodyLimit sees the request first, CatchAll wraps the routes.
+    app.add_middleware(CatchAll)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.include_router(meta.router)
     app.include_router(resources.build_router())
     app.include_router(agents.router)

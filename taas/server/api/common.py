@@ -26,15 +26,43 @@ async def json_body(request: Request) -> Any:
     ctype = request.headers.get("content-type", "")
     if ctype and ctype.split(";")[0].strip().lower() != "application/json":
         raise BadRequest(f"Unsupported content type {ctype!r}: send application/json")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequest("Request body too large")
+    raw = await request.body()  # middleware.BodyLimit caps it (413) while it streams in
     if not raw.strip():
         raise BadRequest("Request body is empty: a JSON object is required")
     try:
-        return json.loads(raw)
+        doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"Malformed JSON in request body: {exc}") from None
+    check_unicode(doc)
+    return doc
+
+
+def _bad_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_unicode(doc: Any, where: str = "") -> None:
+    """400 for strings no database can store: JSON may escape lone surrogates ("\\ud800"),
+    which decode to a str that is not UTF-8 (SQLite and PostgreSQL would fail differently)."""
+    stack = [(where, doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _bad_unicode(value):
+                raise InvalidInput(f"'{path or 'body'}' is not valid Unicode (lone surrogate)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                sub = f"{path}.{key}" if path else key
+                if _bad_unicode(key):
+                    raise InvalidInput(f"A key in '{path or 'body'}' is not valid Unicode "
+                                       "(lone surrogate)")
+                stack.append((sub, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
 
 
 def unwrap(body: Any, singular: str, plural: str | None = None) -> tuple[Any, bool]:
@@ -173,7 +201,7 @@ def page_links(
     """Neutron's `<plural>_links` (next/previous) when paging with limit."""
     if q.limit is None or not items:
         return {}
-    base = str(request.url).split("?")[0]
+    base = request.app.state.settings.endpoint + request.url.path  # never the Host header
     keep = [(k, v) for k, v in request.query_params.multi_items()
             if k not in ("marker", "page_reverse")]
 

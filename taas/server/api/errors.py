@@ -7,7 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taas.server.services.errors import TaasError
@@ -19,16 +20,25 @@ _HTTP_TYPES = {
     405: "HTTPMethodNotAllowed", 409: "HTTPConflict", 413: "HTTPRequestEntityTooLarge",
     415: "HTTPUnsupportedMediaType",
 }
+DB_UNAVAILABLE = "The database is unavailable; try again later"
 
 
-def neutron_error(status: int, type_: str, message: str, detail: str = "") -> JSONResponse:
+def neutron_error(status: int, type_: str, message: str, detail: str = "",
+                  headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         status_code=status,
         content={"NeutronError": {"type": type_, "message": message, "detail": detail}},
+        headers=headers,
     )
 
 
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Handlers for the errors we expect; anything else is middleware.CatchAll's (500)."""
+
     @app.exception_handler(TaasError)
     async def _taas_error(_request: Request, exc: TaasError) -> JSONResponse:
         return neutron_error(exc.status, exc.type, exc.message, exc.detail)
@@ -46,16 +56,30 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return neutron_error(exc.status_code, type_, message)
+        return neutron_error(exc.status_code, type_, message, headers=exc.headers)
 
-    @app.exception_handler(DataError)
-    async def _data(_request: Request, exc: DataError) -> JSONResponse:
-        # The database refused a value (e.g. out of range, NUL byte in a path id): bad input.
-        LOG.info("database refused a value: %s", exc.orig)
-        return neutron_error(400, "InvalidInput", "Invalid value in request",
-                             str(exc.orig).splitlines()[0] if exc.orig else "")
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, DataError):
+            # The database refused a value (e.g. out of range): bad input. No database text
+            # goes back: it names columns and SQL.
+            LOG.info("database refused a value on %s %s: %s", request.method, request.url.path,
+                     _first_line(exc))
+            return neutron_error(400, "InvalidInput", "Invalid value in request")
+        if isinstance(exc, IntegrityError | ProgrammingError):
+            LOG.error("database error on %s %s", request.method, request.url.path,
+                      exc_info=exc)
+            return neutron_error(500, "HTTPInternalServerError", "Internal server error")
+        return _unavailable(request, _first_line(exc))
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        LOG.exception("unhandled error on %s %s", request.method, request.url.path)
-        return neutron_error(500, "HTTPInternalServerError", "Internal server error", repr(exc))
+    @app.exception_handler(PoolTimeout)
+    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return _unavailable(request, str(exc).splitlines()[0])
+
+
+def _unavailable(request: Request, why: str) -> JSONResponse:
+    """Connection refused or lost, locked, out of connections: the client may retry. The
+    cause (addresses, SQL) stays in the log; one line, no traceback, since an outage makes
+    every request fail."""
+    LOG.warning("database unavailable on %s %s: %s", request.method, request.url.path, why)
+    return neutron_error(503, "HTTPServiceUnavailable", DB_UNAVAILABLE)

@@ -22,7 +22,8 @@ EXTENSIONS = [
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """The configured public endpoint: a Host header must not steer clients elsewhere."""
+    return request.app.state.settings.endpoint
 
 
 @router.get("/")

@@ -24,6 +24,7 @@ from taas.server.db.models import (
     TapMirrorTunnel,
     TapService,
 )
+from taas.server.services.errors import MarkerNotFound
 
 M = TypeVar("M", bound=Base)
 
@@ -96,9 +97,7 @@ class Repository(Generic[M]):
         # Effective order: page_reverse walks backwards from the marker.
         order = [(getattr(self.model, c), (d == "desc") != q.page_reverse) for c, d in sort]
         if q.marker is not None:
-            marker = self.session.get(self.model, q.marker)
-            if marker is None:
-                return [], False
+            marker = self._marker(q)
             values = [getattr(marker, c) for c, _ in sort]
             if any(v is None for v in values):
                 return self._list_after_in_python(stmt, order, q)
@@ -113,6 +112,18 @@ class Repository(Generic[M]):
             stmt = stmt.limit(q.limit + 1)
         rows = list(self.session.scalars(stmt))
         return self._page(rows, q)
+
+    def _marker(self, q: ListQuery) -> M:
+        """The marker row, looked up as the caller sees rows: one it may not see is unknown,
+        so paging never reveals where another project's rows sort (nor that they exist)."""
+        model: Any = self.model
+        stmt = select(model).where(model.id == q.marker)
+        if q.project_id is not None:
+            stmt = stmt.where(model.project_id == q.project_id)
+        marker = self.session.scalars(stmt).first()
+        if marker is None:
+            raise MarkerNotFound(f"Marker {q.marker} could not be found")
+        return marker
 
     def _list_after_in_python(self, stmt, order, q: ListQuery):  # type: ignore[no-untyped-def]
         """Marker rows with NULL sort values: SQL NULL ordering differs per database."""
@@ -309,6 +320,10 @@ class AgentRepository(Repository[Agent]):
 
     def by_host(self, host: str) -> Agent | None:
         return self.session.scalars(select(Agent).where(Agent.host == host)).first()
+
+    def host_with_tunnel_ip(self, ip: str) -> str | None:
+        stmt = select(Agent.host).where(Agent.tunnel_ip == ip)
+        return self.session.scalars(stmt).first()
 
     def tunnel_ips(self, hosts: Iterable[str]) -> dict[str, str | None]:
         hosts = list(set(hosts))

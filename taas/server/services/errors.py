@@ -65,6 +65,12 @@ class AgentNotFound(NotFound):
     type = "AgentNotFound"
 
 
+class MarkerNotFound(NotFound):
+    """A list marker the caller cannot see: unknown and foreign ids answer alike."""
+
+    type = "MarkerNotFound"
+
+
 class Conflict(TaasError):
     status, type = 409, "Conflict"
 

@@ -271,6 +271,11 @@ class TapResources:
         project = ctx.target_project(attrs)
         session = uow.session
         port = self._owned_port(session, attrs["port_id"], project)
+        if AgentRepository(session).host_with_tunnel_ip(attrs["remote_ip"]) is not None:
+            # Copies would land in a hypervisor's own tunnel endpoint, not at a collector.
+            raise errors.InvalidInput(
+                f"'remote_ip' {attrs['remote_ip']} is the tunnel address of a hypervisor; a "
+                "tap mirror needs the address of a remote collector")
         repo = TapMirrorRepository(session)
         tunnels = list(attrs["directions"].values())
 

@@ -22,17 +22,34 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _text(name: str, value: str, max_len: int) -> str:
+    """Length (in characters, as both databases count) and content every stored string needs:
+    no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8: no database stores it)."""
+    if len(value) > max_len:
+        raise InvalidInput(f"'{name}' is longer than {max_len} characters")
+    if "\x00" in value:
+        raise InvalidInput(f"'{name}' must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"'{name}' is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def _limited(check: Validator, max_len: int) -> Validator:
+    """Tag a validator with the longest string it lets through (checked against the columns
+    by the tests)."""
+    check.max_len = max_len  # type: ignore[attr-defined]
+    return check
+
+
 def string(max_len: int) -> Validator:
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str):
             raise InvalidInput(f"'{name}' must be a string, got {_type_name(value)}")
-        if len(value) > max_len:
-            raise InvalidInput(f"'{name}' is longer than {max_len} characters")
-        if "\x00" in value:
-            raise InvalidInput(f"'{name}' must not contain NUL characters")
-        return value
+        return _text(name, value, max_len)
 
-    return check
+    return _limited(check, max_len)
 
 
 def uuid_str(name: str, value: Any) -> str:
@@ -63,7 +80,7 @@ def one_of(*choices: str) -> Validator:
             raise InvalidInput(f"'{name}' must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    return check
+    return _limited(check, max(map(len, choices), default=0))
 
 
 def integer(low: int, high: int) -> Validator:
@@ -81,12 +98,16 @@ def integer(low: int, high: int) -> Validator:
     return check
 
 
+VLAN_FILTER_LEN = 1024  # the column's length (as in the original)
+
+
 def vlan_filter(name: str, value: Any) -> str | None:
     """The original's syntax ("10-20,30"), plus what it lacks: ids 0..4094 and low <= high."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"'{name}' must be a string like '10-20,30', got {_type_name(value)}")
+    _text(name, value, VLAN_FILTER_LEN)
     if not _VLAN_FILTER_RE.fullmatch(value):
         raise InvalidInput(f"'{name}' {value!r} is not VLAN ids and ranges like '10-20,30'")
     for part in value.split(","):
@@ -123,19 +144,54 @@ def directions(name: str, value: Any) -> dict[str, int]:
     return out
 
 
+IP_LEN = 64  # the columns' length; a normalized address is at most 39 characters
+
+
 def ip_address(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"'{name}' must be an IP address string, got {_type_name(value)}")
+    _text(name, value, IP_LEN)
+    if "%" in value:
+        raise InvalidInput(f"'{name}': scoped addresses ({value!r}) are not supported")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise InvalidInput(f"'{value}' is not a valid IPv4 or IPv6 address ({name})") from None
 
 
+_limited(vlan_filter, VLAN_FILTER_LEN)
+_limited(ip_address, IP_LEN)
+_limited(uuid_str, 36)
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+
+
+def remote_ip(name: str, value: Any) -> str:
+    """A tunnel destination outside this cloud: never an address that means "this host",
+    "everyone", or a link (metadata services live at 169.254.169.254)."""
+    text = ip_address(name, value)
+    addr = ipaddress.ip_address(text)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    kind = ("unspecified" if addr.is_unspecified else "loopback" if addr.is_loopback
+            else "multicast" if addr.is_multicast
+            else "broadcast" if addr == ipaddress.IPv4Address("255.255.255.255")
+            else "link-local" if any(addr in net for net in _LINK_LOCAL) else None)
+    if kind is not None:
+        raise InvalidInput(f"'{name}' {text} is a {kind} address; a tap mirror needs the "
+                           "unicast address of a remote collector")
+    return text
+
+
+_limited(remote_ip, IP_LEN)
+
+
 def mac_address(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
         raise InvalidInput(f"'{name}' must be a MAC address like fa:16:3e:00:00:01")
     return value.lower()
+
+
+_limited(mac_address, 17)
 
 
 def fixed_ips(name: str, value: Any) -> list[dict[str, str]]:
@@ -164,6 +220,8 @@ def nullable(inner: Validator) -> Validator:
     def check(name: str, value: Any) -> Any:
         return None if value is None else inner(name, value)
 
+    if hasattr(inner, "max_len"):
+        _limited(check, inner.max_len)
     return check
 
 
@@ -204,7 +262,7 @@ TAP_MIRROR = {
     "project_id": PROJECT,
     "port_id": Attr(uuid_str, required=True),
     "directions": Attr(directions, required=True),
-    "remote_ip": Attr(ip_address, required=True),
+    "remote_ip": Attr(remote_ip, required=True),
     "mirror_type": Attr(one_of("gre", "erspanv1"), required=True),
 }
 NETWORK = {

@@ -1,0 +1,109 @@
+"""Pure ASGI middlewares: they see every request before FastAPI reads or routes it."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taas.server.services.errors import TaasError
+
+LOG = logging.getLogger(__name__)
+
+
+class BodyTooLarge(TaasError):
+    status, type = 413, "HTTPRequestEntityTooLarge"
+
+
+def _error_body(status: int, type_: str, message: str, detail: str = "") -> bytes:
+    return json.dumps(
+        {"NeutronError": {"type": type_, "message": message, "detail": detail}}
+    ).encode()
+
+
+async def send_error(send: Send, status: int, type_: str, message: str, detail: str = "",
+                     close: bool = False) -> None:
+    body = _error_body(status, type_, message, detail)
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse bodies over `limit` bytes with 413 before they are buffered: at once when
+    Content-Length says so, else (chunked) as soon as the streamed count passes the limit.
+    The refused body is not read to its end, so the response closes the connection."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _message(self) -> str:
+        return "Request body too large"
+
+    def _detail(self) -> str:
+        return f"The limit is {self.limit} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await send_error(send, 413, BodyTooLarge.type, self._message(), self._detail(),
+                                 close=True)
+                return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    refused = True
+                    raise BodyTooLarge(self._message(), self._detail())
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if refused and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, counting_receive, closing_send)
+
+
+class CatchAll:
+    """The last resort for exceptions no handler took: log them, answer a generic 500, and
+    keep the connection usable. (Starlette's own last resort re-raises after answering, and
+    the server then drops the kept-alive connection under the client's next request.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:  # noqa: BLE001 - answered below, the details go to the log only
+            LOG.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half a response is out: only closing the connection is honest
+            await send_error(send, 500, "HTTPInternalServerError", "Internal server error")
+
