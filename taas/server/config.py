@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from taas.common.vlans import DEAD_VLAN, MIRROR_VLAN_FIRST, TAAS_ID_END
+
 DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
 AUTH_STRATEGIES = ("token", "noauth")
 
@@ -42,12 +44,11 @@ class Settings:
     sqlite_busy_timeout: float = 30.0
 
     def validate(self) -> None:
-        # [start, end) must stay below 4000: agents use VLANs 4000..4094 locally for tap
-        # mirror directions, and 4095 is the dead VLAN.
-        if not (1 <= self.vlan_range_start < self.vlan_range_end <= 4000):
+        # [start, end) must stay below the agents' tap mirror VLANs (and the dead VLAN).
+        if not (1 <= self.vlan_range_start < self.vlan_range_end <= TAAS_ID_END):
             raise ConfigError(
-                f"vlan_range_start/vlan_range_end must satisfy 1 <= start < end <= 4000 "
-                f"(4000..4095 are reserved by the agents), got "
+                f"vlan_range_start/vlan_range_end must satisfy 1 <= start < end <= {TAAS_ID_END} "
+                f"({MIRROR_VLAN_FIRST}..{DEAD_VLAN} are reserved by the agents), got "
                 f"{self.vlan_range_start}..{self.vlan_range_end}"
             )
         if not (0 < self.tunnel_key_base and self.tunnel_key_base + 4095 < 2**24):

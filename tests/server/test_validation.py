@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from taas.common.vlans import parse_vlan_filter
 from taas.server.config import ConfigError, build_settings
 from taas.server.services import validation as v
 from taas.server.services.errors import InvalidInput
@@ -17,7 +18,7 @@ from taas.server.services.tap import free_taas_ids
 ])
 def test_valid_vlan_filters(value: str, ranges: list[tuple[int, int]]) -> None:
     assert v.vlan_filter("vlan_filter", value) == value
-    assert v.parse_vlan_filter(value) == ranges
+    assert parse_vlan_filter(value) == ranges
 
 
 @pytest.mark.parametrize("value", ["10-5", "4095", "1-4095", "a", "1,,2", "1-2-3", "", "-1",

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from taas.common.vlans import VlanFilterError, parse_vlan_filter
 from taas.server.services.errors import InvalidInput
 
 Validator = Callable[[str, Any], Any]
 
-_VLAN_FILTER_RE = re.compile(r"^([0-9]+(-[0-9]+)?)(,([0-9]+(-[0-9]+)?))*$")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 MAX_TUNNEL_ID = 2**32 - 1
 
@@ -108,25 +108,11 @@ def vlan_filter(name: str, value: Any) -> str | None:
     if not isinstance(value, str):
         raise InvalidInput(f"'{name}' must be a string like '10-20,30', got {_type_name(value)}")
     _text(name, value, VLAN_FILTER_LEN)
-    if not _VLAN_FILTER_RE.fullmatch(value):
-        raise InvalidInput(f"'{name}' {value!r} is not VLAN ids and ranges like '10-20,30'")
-    for part in value.split(","):
-        low, _, high = part.partition("-")
-        lo, hi = int(low), int(high or low)
-        if hi > 4094:
-            raise InvalidInput(f"'{name}': VLAN id {hi} is outside 0..4094")
-        if lo > hi:
-            raise InvalidInput(f"'{name}': range {part} has its low end above its high end")
+    try:
+        parse_vlan_filter(value)
+    except VlanFilterError as e:
+        raise InvalidInput(f"'{name}': {e}") from None
     return value
-
-
-def parse_vlan_filter(value: str) -> list[tuple[int, int]]:
-    """'10-20,30' -> [(10, 20), (30, 30)]; the value is assumed valid."""
-    out = []
-    for part in value.split(","):
-        low, _, high = part.partition("-")
-        out.append((int(low), int(high or low)))
-    return out
 
 
 def directions(name: str, value: Any) -> dict[str, int]:
