@@ -15,21 +15,30 @@ Four threads, each with one job, sharing a little state under one condition vari
   changed, debounced, and at each heartbeat), the HostReport after each convergence (latest
   wins). Retries with backoff; nothing it does depends on the server being reachable.
 
-An exception in any iteration is logged and the loop goes on (defect 15 of the original).
+An exception in any iteration is logged and the loop goes on. When each thread acts is decided
+by the pure schedules of ``schedule.py`` (explicit clock, tested without sleeps).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from taas.agent.client import ServerClient, ServerError
-from taas.agent.port_monitor import PortMap, PortMonitor, VmPort
+from taas.agent.port_monitor import PortMonitor
+from taas.agent.ports import LocalPort, PortMap
+from taas.agent.schedule import (
+    ConvergeInputs,
+    ConvergePlan,
+    ConvergeSchedule,
+    UplinkPlan,
+    UplinkSchedule,
+    backoff,
+)
 from taas.common.desired_state import DesiredState, HostReport, ResourceStatus
 
 LOG = logging.getLogger(__name__)
@@ -47,10 +56,14 @@ class Driver(Protocol):
 
     def setup(self) -> None: ...
 
-    def sync(self, desired: DesiredState, ports: Any, verify: bool = False) -> SyncResultLike:
-        ...
+    def sync(self, desired: DesiredState, ports: Mapping[str, LocalPort],
+             verify: bool = False) -> SyncResultLike: ...
 
     def switch_was_reset(self) -> bool: ...
+
+    def held_taas_ids(self) -> tuple[int, ...]:
+        """The taas_ids the switch's taas flows hold (read back; raises if unreadable)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -87,12 +100,8 @@ class AgentStats:
     server_errors: int = 0
     last_synced_revision: int | None = None
     last_sync_ms: float = 0.0
+    rounds: int = 0  # converge rounds carried out (whatever they did): a sentinel for tests
     history: list[tuple[float, int, int, int]] = field(default_factory=list)
-
-
-def _backoff(failures: int, lo: float, hi: float) -> float:
-    """Exponential, capped, with jitter so that many agents do not retry in lockstep."""
-    return min(hi, lo * (2 ** max(0, failures - 1))) * random.uniform(0.8, 1.0)
 
 
 class Agent:
@@ -104,13 +113,11 @@ class Agent:
         driver: Driver,
         client: ServerClient,
         monitor_factory: Callable[[Callable[[PortMap, bool], None]], PortMonitor] | None = None,
-        port_type: Callable[..., Any] | None = None,
     ) -> None:
         self.config = config
         self.driver = driver
         self.client = client
         self.stats = AgentStats()
-        self._port_type = port_type  # the driver's LocalPort; None: pass VmPort as is
         self._cond = threading.Condition()
         self._stop = threading.Event()
         # -- shared state, guarded by _cond --
@@ -123,9 +130,9 @@ class Agent:
         self._ports_dirty_since: float | None = None  # uplink: port set not yet sent
         self._report: HostReport | None = None
         self._report_dirty = False
-        self._registered = False
         # -- converge thread's own state --
         self._held_report: HostReport | None = None
+        self._synced_content: DesiredState | None = None  # last synced, revision zeroed
         self._monitor_factory = monitor_factory
         self._monitor: PortMonitor | None = None
         self._threads: list[threading.Thread] = []
@@ -190,7 +197,7 @@ class Agent:
                 self.stats.resets += 1
             self._cond.notify_all()
 
-    def set_ports(self, ports: Mapping[str, VmPort]) -> None:
+    def set_ports(self, ports: Mapping[str, LocalPort]) -> None:
         """Feed ports without a port monitor (tests)."""
         self._on_ports(dict(ports), False)
 
@@ -206,7 +213,7 @@ class Agent:
                     return  # stop() aborted the long-poll
                 failures += 1
                 self.stats.server_errors += 1
-                delay = _backoff(failures, self.config.min_backoff, self.config.max_backoff)
+                delay = backoff(failures, self.config.min_backoff, self.config.max_backoff)
                 log = LOG.warning if failures in (1, 10) or failures % 50 == 0 else LOG.debug
                 log("desired state: %s (retry %d in %.1f s; switch left as it is)",
                     exc, failures, delay)
@@ -215,8 +222,8 @@ class Agent:
             except Exception:  # noqa: BLE001 - never let the watcher die
                 failures += 1
                 LOG.exception("desired state watch failed")
-                self._stop.wait(_backoff(failures, self.config.min_backoff,
-                                         self.config.max_backoff))
+                self._stop.wait(backoff(failures, self.config.min_backoff,
+                                        self.config.max_backoff))
                 continue
             if failures:
                 LOG.info("server reachable again after %d failed watch calls", failures)
@@ -240,129 +247,96 @@ class Agent:
     # -- converge thread -----------------------------------------------------------------------
     def _converge_loop(self) -> None:
         cfg = self.config
-        done_desired = done_ports = -1
-        synced_content: DesiredState | None = None
-        failures = 0
-        retry_at = 0.0
-        now = time.monotonic()
-        next_reset_check = now + cfg.reset_check_interval
-        next_resync = now + cfg.resync_interval if cfg.resync_interval > 0 else float("inf")
-        next_verify = now + cfg.verify_interval if cfg.verify_interval > 0 else float("inf")
-        while not self._stop.is_set():
+        sched = ConvergeSchedule(
+            time.monotonic(), reset_check_interval=cfg.reset_check_interval,
+            resync_interval=cfg.resync_interval, verify_interval=cfg.verify_interval,
+            debounce=cfg.debounce, min_backoff=cfg.min_backoff, max_backoff=cfg.max_backoff,
+            error_report_after=cfg.error_report_after)
+        while True:
             with self._cond:
-                while not self._stop.is_set():
+                while True:
+                    if self._stop.is_set():
+                        return
                     now = time.monotonic()
-                    ready = self._ports is not None
-                    changed = ready and self._desired is not None and (
-                        self._desired_version != done_desired
-                        or self._ports_version != done_ports)
-                    due = min(next_reset_check, next_resync)
-                    if (changed or (ready and self._reset_pending) or now >= due) \
-                            and now >= retry_at:
+                    inp = ConvergeInputs(
+                        self._ports_version if self._ports is not None else None,
+                        self._desired_version if self._desired is not None else None,
+                        self._reset_pending)
+                    delay = sched.wait(inp, now)
+                    if delay is None:
                         break
-                    wake = max(retry_at, due) if now < retry_at else due
-                    self._cond.wait(max(0.0, min(wake - now, 1.0)))
-                if self._stop.is_set():
-                    return
-                ports_changed = self._ports_version != done_ports
-            if ports_changed and done_ports != -1 and cfg.debounce > 0:
-                self._stop.wait(cfg.debounce)  # let a burst of port changes settle
-            with self._cond:
-                ports = self._ports
-                ports_version = self._ports_version
-                desired = self._desired
-                desired_version = self._desired_version
-                received_at = self._desired_received_at
-                reset = self._reset_pending and ports is not None
-                self._reset_pending = False if reset else self._reset_pending
-            now = time.monotonic()
-            periodic = now >= next_resync
-            if periodic:
-                next_resync = now + cfg.resync_interval
-            verify = periodic and now >= next_verify
-            if verify:
-                next_verify = now + cfg.verify_interval
-            reason = ""
+                    self._cond.wait(delay)
+                plan = sched.plan(inp, now)
+                ports, desired, received_at = self._ports, self._desired, self._desired_received_at
+                if plan.reset:
+                    self._reset_pending = False
             try:
-                if reset:
-                    # Start-up or OVSDB reconnection: set up only a switch that lost its
-                    # canary. Re-running setup on an intact switch would rewrite its static
-                    # flows; the sync below repairs anything else.
-                    if self.driver.switch_was_reset():
-                        self._setup()
-                        reason = "setup"
-                    else:
-                        LOG.info("switch intact (canary in place): no setup needed")
-                        reason = "check"
-                elif now >= next_reset_check:
-                    next_reset_check = now + cfg.reset_check_interval
-                    if self.driver.switch_was_reset():
-                        LOG.warning("switch was reset (OVS restarted or flows wiped): "
-                                    "setting up and resyncing")
-                        self.stats.resets += 1
-                        self._setup()
-                        reason = "reset"
-                if ports is None or desired is None:
-                    # No desired state yet (server unreachable since start-up) or no port
-                    # copy: leave the switch exactly as it is.
-                    failures = 0
-                    continue
-                if desired_version != done_desired:
-                    reason = reason or "desired state"
-                elif ports_version != done_ports:
-                    reason = reason or "ports"
-                elif periodic:
-                    reason = reason or "periodic"
-                if not reason:
-                    continue
-                content = replace(desired, revision=0)
-                if (reason == "desired state" and ports_version == done_ports
-                        and content == synced_content and self._held_report is not None):
-                    # The revision is global: most bumps change nothing for this host. The
-                    # periodic diff still guards the switch; only the report moves on.
-                    self._held_report = replace(self._held_report, revision=desired.revision)
-                    self._queue_report(self._held_report)
-                    LOG.debug("revision %d: nothing changed for this host", desired.revision)
-                else:
-                    self._sync(desired, ports, reason,
-                               received_at if desired_version != done_desired else None,
-                               verify=verify and reason == "periodic")
-                    synced_content = content
-                    if cfg.resync_interval > 0:  # a full diff just ran: the next can wait
-                        next_resync = time.monotonic() + cfg.resync_interval
-                done_desired, done_ports = desired_version, ports_version
-                failures = 0
-                retry_at = 0.0
-            except Exception as exc:  # noqa: BLE001 - log, back off, try again (defect 15)
-                failures += 1
+                synced = self._converge(plan, sched, ports, desired, received_at)
+                sched.succeeded(plan, time.monotonic(), synced)
+            except Exception as exc:  # noqa: BLE001 - log, back off, try again
                 self.stats.sync_errors += 1
-                delay = _backoff(failures, cfg.min_backoff, cfg.max_backoff)
-                retry_at = time.monotonic() + delay
+                delay, report = sched.failed(time.monotonic())
                 LOG.exception("convergence failed (%s, attempt %d); retrying in %.1f s",
-                              reason or "check", failures, delay)
-                if reset:
+                              plan.reason or "check", sched.failures, delay)
+                if plan.reset:
                     with self._cond:
                         self._reset_pending = True
-                if desired is not None and failures >= cfg.error_report_after:
+                if desired is not None and report:
                     self._report_error(desired, exc)
+            self.stats.rounds += 1
+
+    def _converge(self, plan: ConvergePlan, sched: ConvergeSchedule, ports: PortMap | None,
+                  desired: DesiredState | None, received_at: float) -> bool:
+        """Carry out one round; True if it synced the switch."""
+        reason = ""
+        if plan.reset:
+            # Start-up or OVSDB reconnection: set up only a switch that lost its canary.
+            # Re-running setup on an intact switch would rewrite its static flows; the sync
+            # below repairs anything else.
+            if self.driver.switch_was_reset():
+                self._setup()
+                reason = "setup"
+            else:
+                LOG.info("switch intact (canary in place): no setup needed")
+                reason = "check"
+        elif plan.check_reset and self.driver.switch_was_reset():
+            LOG.warning("switch was reset (OVS restarted or flows wiped): setting up and "
+                        "resyncing")
+            self.stats.resets += 1
+            self._setup()
+            reason = "reset"
+        if ports is None or desired is None:
+            # No desired state yet (server unreachable since start-up) or no port copy: leave
+            # the switch exactly as it is.
+            return False
+        reason = reason or plan.reason
+        if not reason:
+            return False
+        content = replace(desired, revision=0)
+        if (reason == "desired state" and plan.ports_version == sched.done_ports
+                and content == self._synced_content and self._held_report is not None):
+            # Most revision bumps change nothing for this host. The periodic diff still
+            # guards the switch; only the report moves on.
+            self._held_report = replace(self._held_report, revision=desired.revision)
+            self._queue_report(self._held_report)
+            LOG.debug("revision %d: nothing changed for this host", desired.revision)
+            return False
+        changed = plan.desired_version != sched.done_desired
+        self._sync(desired, ports, reason, received_at if changed else None,
+                   verify=plan.verify and reason == "periodic")
+        self._synced_content = content
+        return True
 
     def _setup(self) -> None:
         t0 = time.monotonic()
         self.driver.setup()
         LOG.info("switch set up in %.1f ms", (time.monotonic() - t0) * 1000)
 
-    def _local_ports(self, ports: PortMap) -> dict[str, Any]:
-        if self._port_type is None:
-            return dict(ports)
-        return {pid: self._port_type(port_id=p.port_id, ofport=p.ofport,
-                                     local_vlan=p.local_vlan, mac=p.mac, name=p.name)
-                for pid, p in ports.items()}
-
     def _sync(self, desired: DesiredState, ports: PortMap, reason: str,
               received_at: float | None, verify: bool = False) -> None:
         t0 = time.monotonic()
-        result = (self.driver.sync(desired, self._local_ports(ports), verify=True) if verify
-                  else self.driver.sync(desired, self._local_ports(ports)))
+        result = (self.driver.sync(desired, ports, verify=True) if verify
+                  else self.driver.sync(desired, ports))
         t1 = time.monotonic()
         ms = (t1 - t0) * 1000
         st = self.stats
@@ -396,11 +370,8 @@ class Agent:
         Without this, a service deleted while the agent was down would be purged by the server
         and its taas_id handed out again while its old flows are still on this switch.
         """
-        read = getattr(self.driver, "held_taas_ids", None)
-        if read is None:
-            return set()
         try:
-            return set(read())
+            return set(self.driver.held_taas_ids())
         except Exception:  # noqa: BLE001 - the switch may be unreachable too; claim nothing
             LOG.exception("cannot read the taas_ids held by the switch")
             return set()
@@ -436,68 +407,55 @@ class Agent:
     # -- uplink thread -------------------------------------------------------------------------
     def _uplink_loop(self) -> None:
         cfg = self.config
-        failures = 0
-        next_heartbeat = 0.0
-        while not self._stop.is_set():
+        sched = UplinkSchedule(report_interval=cfg.report_interval, debounce=cfg.debounce,
+                               min_backoff=cfg.min_backoff, max_backoff=cfg.max_backoff)
+        while True:
             with self._cond:
-                while not self._stop.is_set():
+                while True:
+                    if self._stop.is_set():
+                        return
                     now = time.monotonic()
-                    ports_due = (self._ports_dirty_since is not None
-                                 and now >= self._ports_dirty_since + cfg.debounce)
-                    if now >= next_heartbeat or ports_due or self._report_dirty:
+                    delay = sched.wait(now, self._ports_dirty_since, self._report_dirty)
+                    if delay is None:
                         break
-                    wake = next_heartbeat
-                    if self._ports_dirty_since is not None:
-                        wake = min(wake, self._ports_dirty_since + cfg.debounce)
-                    self._cond.wait(max(0.0, min(wake - now, 1.0)))
-                if self._stop.is_set():
-                    return
-                now = time.monotonic()
-                heartbeat = now >= next_heartbeat or not self._registered
-                send_ports = heartbeat or self._ports_dirty_since is not None
-                ports = self._ports
-                if ports is None:
-                    send_ports = False  # never report an empty set we have not read
-                send_report = self._report_dirty or (heartbeat and self._report is not None)
-                report = self._report
-                self._ports_dirty_since = None if send_ports else self._ports_dirty_since
+                    self._cond.wait(delay)
+                plan = sched.plan(now, self._ports_dirty_since is not None, self._report_dirty,
+                                  self._ports is not None, self._report is not None)
+                ports, report = self._ports, self._report
+                if plan.send_ports:
+                    self._ports_dirty_since = None
                 self._report_dirty = False
             try:
-                if heartbeat:
-                    self.client.heartbeat(cfg.tunnel_ip)
-                    self.stats.heartbeats += 1
-                    if not self._registered:
-                        LOG.info("registered host %s with %s", cfg.host, self.client.base_url)
-                    self._registered = True
-                    next_heartbeat = time.monotonic() + cfg.report_interval
-                if send_ports and ports is not None:
-                    unknown = self.client.report_ports(ports.values())
-                    self.stats.ports_sent += 1
-                    if unknown:
-                        LOG.debug("ports unknown to the inventory: %s", ", ".join(unknown))
-                if send_report and report is not None:
-                    t0 = time.monotonic()
-                    self.client.report(report)
-                    self.stats.reports_sent += 1
-                    LOG.debug("reported revision %d (%d resources) in %.1f ms",
-                              report.revision, len(report.resources),
-                              (time.monotonic() - t0) * 1000)
-                if failures:
-                    LOG.info("server reachable again after %d failed calls", failures)
-                failures = 0
+                self._send(plan, ports, report)
+                if sched.failures:
+                    LOG.info("server reachable again after %d failed calls", sched.failures)
+                if sched.succeeded(plan, time.monotonic()):
+                    LOG.info("registered host %s with %s", cfg.host, self.client.base_url)
             except Exception as exc:  # noqa: BLE001 - server down or bug: retry later
-                failures += 1
                 self.stats.server_errors += 1
-                delay = _backoff(failures, cfg.min_backoff, cfg.max_backoff)
-                log = LOG.warning if failures in (1, 10) or failures % 50 == 0 else LOG.debug
-                log("server call failed: %s (retry %d in %.1f s)", exc, failures, delay)
+                delay = sched.failed(plan, time.monotonic())
+                log = LOG.warning if sched.failures in (1, 10) or sched.failures % 50 == 0 \
+                    else LOG.debug
+                log("server call failed: %s (retry %d in %.1f s)", exc, sched.failures, delay)
                 with self._cond:  # put back what was not delivered
-                    if heartbeat:
-                        self._registered = False
-                    if send_ports and self._ports_dirty_since is None:
+                    if plan.send_ports and self._ports_dirty_since is None:
                         self._ports_dirty_since = time.monotonic()
-                    if send_report and not self._report_dirty and report is self._report:
+                    if plan.send_report and not self._report_dirty and report is self._report:
                         self._report_dirty = True
-                next_heartbeat = min(next_heartbeat, time.monotonic() + delay) \
-                    if heartbeat else next_heartbeat
                 self._stop.wait(delay)
+
+    def _send(self, plan: UplinkPlan, ports: PortMap | None, report: HostReport | None) -> None:
+        if plan.heartbeat:
+            self.client.heartbeat(self.config.tunnel_ip)
+            self.stats.heartbeats += 1
+        if plan.send_ports and ports is not None:
+            unknown = self.client.report_ports(ports.values())
+            self.stats.ports_sent += 1
+            if unknown:
+                LOG.debug("ports unknown to the inventory: %s", ", ".join(unknown))
+        if plan.send_report and report is not None:
+            t0 = time.monotonic()
+            self.client.report(report)
+            self.stats.reports_sent += 1
+            LOG.debug("reported revision %d (%d resources) in %.1f ms", report.revision,
+                      len(report.resources), (time.monotonic() - t0) * 1000)

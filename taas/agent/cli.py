@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("--token or $TAAS_TOKEN is required")
     setup_logging(args.log_file, args.log_level)
 
-    from taas.agent.ovs.driver import LocalPort, OvsDriver  # the switch-facing half
+    from taas.agent.ovs.driver import OvsDriver  # the switch-facing half
 
     stop = threading.Event()
 
@@ -97,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          reset_check_interval=args.reset_check_interval)
     agent = Agent(config, driver, client,
                   monitor_factory=lambda cb: PortMonitor(args.ovsdb, args.integration_bridge,
-                                                         cb),
-                  port_type=LocalPort)
+                                                         cb))
     LOG.info("taas-agent pid %d: host=%s server=%s ovsdb=%s rundir=%s bridges=%s/%s/%s",
              os.getpid(), args.host, args.server, args.ovsdb, args.ovs_rundir,
              args.integration_bridge, args.tunnel_bridge, args.tap_bridge)

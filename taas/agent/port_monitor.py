@@ -15,13 +15,14 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ovs.db.idl
 import ovs.poller
 from ovsdbapp.backend.ovs_idl import idlutils
+
+from taas.agent.ports import LocalPort, PortMap
 
 LOG = logging.getLogger(__name__)
 
@@ -36,18 +37,6 @@ COLUMNS = {
 }
 
 
-@dataclass(frozen=True, order=True)
-class VmPort:
-    """A VM port on the integration bridge (same fields as the driver's LocalPort)."""
-
-    port_id: str  # external_ids:iface-id, the Neutron port id
-    ofport: int
-    local_vlan: int | None  # Port.tag: the host's local VLAN of the port's network
-    mac: str  # external_ids:attached-mac
-    name: str  # Interface.name
-
-
-PortMap = dict[str, VmPort]
 ChangeCallback = Callable[[PortMap, bool], None]
 
 
@@ -60,7 +49,7 @@ def _optional(value: Any) -> Any:
 
 def vm_ports_of(bridges: Any, int_br: str) -> PortMap:
     """Compute the VM ports of bridge ``int_br`` from IDL rows (pure, no I/O)."""
-    found: dict[str, VmPort] = {}
+    found: dict[str, LocalPort] = {}
     for bridge in bridges:
         if bridge.name != int_br:
             continue
@@ -75,7 +64,7 @@ def vm_ports_of(bridges: Any, int_br: str) -> PortMap:
                 if not port_id or ofport is None or int(ofport) <= 0:
                     continue  # not a VM port, or vswitchd has not attached it yet
                 mac = ext.get("attached-mac") or _optional(iface.mac_in_use) or ""
-                candidate = VmPort(port_id, int(ofport), int(tag) if tag is not None else None,
+                candidate = LocalPort(port_id, int(ofport), int(tag) if tag is not None else None,
                                    str(mac).lower(), iface.name)
                 # Two interfaces claiming one iface-id (a move in progress): keep the newest.
                 if port_id not in found or candidate.ofport > found[port_id].ofport:

@@ -273,6 +273,7 @@ class FakeDriver:
     calls: list[tuple[int, int, int, int]] = field(default_factory=list)  # rev, nports, +, -
     sync_ports: list[dict[str, Any]] = field(default_factory=list)
     verifies: int = 0  # syncs asked to dump and diff every bridge (verify=True)
+    held: tuple[int, ...] = ()  # what held_taas_ids() reads back from the "switch"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def setup(self) -> None:
@@ -314,6 +315,10 @@ class FakeDriver:
             self.calls.append((desired.revision, len(ports), added, removed))
             self.sync_ports.append(dict(ports))
             return FakeSyncResult(tuple(statuses), tuple(sorted(self.taas_ids)), added, removed)
+
+    def held_taas_ids(self) -> tuple[int, ...]:
+        with self.lock:
+            return self.held
 
     def close(self) -> None:
         pass

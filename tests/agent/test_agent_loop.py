@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from taas.agent.agent import Agent, AgentConfig
 from taas.agent.client import ServerClient
-from taas.agent.port_monitor import VmPort
+from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, PortFacts, TapFlowState, TapServiceState
 
 from .conftest import FakeDriver, FakeServer, wait_for
 
 HOST = "hv1"
-P1 = VmPort("port-src", 5, 1, "fa:16:3e:00:00:01", "tap-src")
-P2 = VmPort("port-mon", 6, 1, "fa:16:3e:00:00:02", "tap-mon")
+P1 = LocalPort("port-src", 5, 1, "fa:16:3e:00:00:01", "tap-src")
+P2 = LocalPort("port-mon", 6, 1, "fa:16:3e:00:00:02", "tap-mon")
 
 
 def state(rev: int = 0, flows: int = 1, taas_id: int = 3901) -> DesiredState:
@@ -48,6 +47,12 @@ def running(fake_server: FakeServer, fake_driver: FakeDriver) -> Iterator[Agent]
         agent.stop()
 
 
+def settled(agent: Agent) -> None:
+    """Sentinel: two converge rounds have completed since now (so one started after now)."""
+    n = agent.stats.rounds
+    wait_for(lambda: agent.stats.rounds >= n + 2)
+
+
 def statuses(server: FakeServer) -> dict[str, str]:
     r = server.last_report(HOST)
     return {s.id: s.status for s in r.resources} if r else {}
@@ -60,7 +65,8 @@ def test_registers_reports_ports_syncs_and_reports_status(
     fake_server.set_state(state())
     wait_for(lambda: fake_server.heartbeats)
     assert fake_server.heartbeats[0] == (HOST, "172.31.9.1")
-    time.sleep(0.2)
+    wait_for(lambda: running._desired is not None)
+    settled(running)  # the converge thread has looked since the state arrived
     assert fake_driver.calls == []  # no port copy yet: the switch is not touched
 
     running.set_ports({P1.port_id: P1, P2.port_id: P2})
@@ -82,15 +88,12 @@ def test_new_desired_state_is_applied_promptly(
     running.set_ports({P1.port_id: P1, P2.port_id: P2})
     fake_server.set_state(state(flows=1))
     wait_for(lambda: ("tap_flow", "tf-0") in fake_driver.flows)
-    times = []
     for n in (2, 3, 1):
-        t0 = time.monotonic()
         rev = fake_server.set_state(state(flows=n))
         wait_for(lambda rev=rev: fake_driver.calls and fake_driver.calls[-1][0] == rev,
                  interval=0.002)
-        times.append(time.monotonic() - t0)
         assert len([f for f in fake_driver.flows if f[0] == "tap_flow"]) == n
-    assert max(times) < 0.5, times
+    # promptness (a change is acted on at once, no timer): tests/agent/test_schedule.py
     wait_for(lambda: len(statuses(fake_server)) == 2)
 
 
@@ -115,7 +118,10 @@ def test_server_outage_keeps_the_switch_and_recovers(
     flows = set(fake_driver.flows)
 
     fake_server.stop()
-    time.sleep(1.0)  # several failed watches, heartbeats and periodic resyncs
+    errors = running.stats.server_errors
+    # several failed watches and heartbeats, and periodic resyncs since
+    wait_for(lambda: running.stats.server_errors >= errors + 3)
+    settled(running)
     assert fake_driver.flows == flows
     assert all(removed == 0 for _, _, _, removed in fake_driver.calls)
     assert running.stats.server_errors > 0
@@ -136,7 +142,8 @@ def test_no_server_at_start_never_touches_the_switch(
     agent.start()
     try:
         agent.set_ports({P1.port_id: P1})
-        time.sleep(0.8)
+        wait_for(lambda: agent.stats.server_errors >= 2)  # the watch failed, more than once
+        settled(agent)  # and the converge thread has looked at the ports since
         assert fake_driver.calls == []
         assert fake_driver.flows == {("tap_flow", "left-from-before")}
     finally:
@@ -158,10 +165,10 @@ def test_restart_with_nothing_changed_rewrites_nothing(
     second = make_agent(fake_server, fake_driver)
     second.start()
     try:
-        time.sleep(0.2)
+        settled(second)  # it runs without ports first
         second.set_ports({P1.port_id: P1, P2.port_id: P2})
         wait_for(lambda: len(fake_driver.calls) > n)
-        time.sleep(0.5)
+        settled(second)
         assert all(a == 0 and r == 0 for _, _, a, r in fake_driver.calls[n:])
         assert all(len(p) == 2 for p in fake_driver.sync_ports[n:])  # never with no ports
         assert fake_driver.setups == setups  # canary intact: setup would rewrite static flows
@@ -175,10 +182,8 @@ def test_switch_reset_is_detected_and_repaired(
     fake_server.set_state(state())
     wait_for(lambda: len(fake_driver.flows) == 2)
     setups = fake_driver.setups
-    t0 = time.monotonic()
     fake_driver.wipe()
     wait_for(lambda: len(fake_driver.flows) == 2, timeout=2)
-    assert time.monotonic() - t0 < 1.0
     assert fake_driver.setups > setups
     assert running.stats.resets >= 1
 
@@ -213,10 +218,9 @@ def test_reports_and_ports_are_resent_at_each_heartbeat(
     fake_server.set_state(state())
     wait_for(lambda: fake_server.last_report(HOST))
     n_reports, n_ports = len(fake_server.reports), fake_server.port_calls
-    time.sleep(1.2)  # report_interval 0.5 s
-    assert len(fake_server.heartbeats) >= 3
-    assert len(fake_server.reports) > n_reports
-    assert fake_server.port_calls > n_ports
+    # report_interval 0.5 s: the heartbeats carry the report and the ports again
+    wait_for(lambda: len(fake_server.heartbeats) >= 3 and len(fake_server.reports) > n_reports
+             and fake_server.port_calls > n_ports)
 
 
 def test_revision_bump_without_change_for_this_host_skips_the_switch(
@@ -229,8 +233,8 @@ def test_revision_bump_without_change_for_this_host_skips_the_switch(
         wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
         n = len(fake_driver.calls)
         rev = fake_server.set_state(state())  # another host's change: same content, new rev
+        # the report of rev is the sentinel: a sync would have come before it, in its round
         wait_for(lambda: fake_server.last_report(HOST).revision == rev)
-        time.sleep(0.2)
         assert fake_driver.calls[n:] == []
         assert statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"}
         fake_server.set_state(state(flows=2))  # a real change is still applied
@@ -249,13 +253,13 @@ def test_full_verification_runs_on_its_own_slower_cadence(
         agent.set_ports({P1.port_id: P1, P2.port_id: P2})
         wait_for(lambda: statuses(fake_server) == {"ts-1": "ACTIVE", "tf-0": "ACTIVE"})
         syncs0, verifies0 = len(fake_driver.calls), fake_driver.verifies
-        time.sleep(1.5)
+        wait_for(lambda: fake_driver.verifies >= verifies0 + 2)
         periodic = len(fake_driver.calls) - syncs0
         verifies = fake_driver.verifies - verifies0
     finally:
         agent.stop()
-    assert 1 <= verifies <= 3, verifies  # about every 0.6 s, never on every periodic sync
-    assert periodic >= 2 * verifies, (periodic, verifies)
+    # never on every periodic sync (the exact cadence: tests/agent/test_schedule.py)
+    assert periodic > verifies, (periodic, verifies)
 
 
 def test_change_driven_syncs_never_verify(
@@ -274,9 +278,9 @@ def test_change_driven_syncs_never_verify(
 
 
 def test_error_report_after_restart_claims_the_taas_ids_still_on_the_switch(
-        fake_server: FakeServer, fake_driver: FakeDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake_server: FakeServer, fake_driver: FakeDriver) -> None:
     """A fresh agent whose syncs fail still claims old flows' ids, so none is reused early."""
-    monkeypatch.setattr(fake_driver, "held_taas_ids", lambda: (3950,), raising=False)
+    fake_driver.held = (3950,)
     fake_driver.fail = 100
     fake_server.set_state(state())
     agent = make_agent(fake_server, fake_driver)

@@ -9,14 +9,14 @@ import pytest
 
 from taas.agent.agent import Agent, AgentConfig
 from taas.agent.client import ServerClient
-from taas.agent.port_monitor import VmPort
+from taas.agent.ports import LocalPort
 from taas.testing.server import ServerProcess, run_server
 
 from .conftest import FakeDriver, wait_for
 
 NET = "11111111-0000-4000-8000-000000000001"
-MON = VmPort("22222222-0000-4000-8000-000000000001", 5, 1, "fa:16:3e:aa:00:01", "tapmon")
-SRC = VmPort("22222222-0000-4000-8000-000000000002", 6, 1, "fa:16:3e:aa:00:02", "tapsrc")
+MON = LocalPort("22222222-0000-4000-8000-000000000001", 5, 1, "fa:16:3e:aa:00:01", "tapmon")
+SRC = LocalPort("22222222-0000-4000-8000-000000000002", 6, 1, "fa:16:3e:aa:00:02", "tapsrc")
 
 
 @pytest.fixture(scope="module")

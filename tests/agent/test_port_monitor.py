@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from taas.agent.port_monitor import PortMap, PortMonitor, VmPort
+from taas.agent.port_monitor import PortMonitor
+from taas.agent.ports import LocalPort, PortMap
 
 from .conftest import OvsdbServer, wait_for
 
@@ -56,7 +57,7 @@ def test_ports_added_changed_removed_are_seen_within_a_second(monitored) -> None
     t0 = time.monotonic()
     add_vm_port(db, "tap-a", "port-a", "FA:16:3E:00:00:0A", 5, ofport=7)
     wait_for(lambda: "port-a" in (rec.latest() or {}), timeout=1.0)
-    assert rec.latest() == {"port-a": VmPort("port-a", 7, 5, "fa:16:3e:00:00:0a", "tap-a")}
+    assert rec.latest() == {"port-a": LocalPort("port-a", 7, 5, "fa:16:3e:00:00:0a", "tap-a")}
     assert time.monotonic() - t0 < 1.0
 
     db.vsctl("set", "port", "tap-a", "tag=9")
@@ -73,7 +74,9 @@ def test_port_is_reported_only_once_vswitchd_gave_it_an_ofport(monitored) -> Non
     db.vsctl("add-port", "br-int", "tap-c", "--", "set", "interface", "tap-c",
              "external_ids:iface-id=port-c", "external_ids:attached-mac=fa:16:3e:00:00:0c",
              "ofport=-1")  # vswitchd failed to attach it
-    time.sleep(0.3)
+    # sentinel: a port added after them is seen, so their rows have been processed too
+    add_vm_port(db, "tap-s", "port-s", "fa:16:3e:00:00:5e", 3, ofport=13)
+    wait_for(lambda: "port-s" in (rec.latest() or {}), timeout=1.0)
     assert "port-b" not in mon.ports() and "port-c" not in mon.ports()
 
     db.vsctl("set", "interface", "tap-b", "ofport=12")  # what vswitchd does a moment later
@@ -92,8 +95,7 @@ def test_patch_tunnel_and_other_bridge_ports_are_not_vm_ports(monitored) -> None
     db.vsctl("add-port", "br-int", "plain", "--", "set", "interface", "plain", "ofport=4")
     add_vm_port(db, "tap-x", "port-x", "fa:16:3e:00:00:01", 4, bridge="br-other", ofport=5)
     add_vm_port(db, "tap-d", "port-d", "fa:16:3e:00:00:0d", 4, ofport=6)
-    wait_for(lambda: "port-d" in (rec.latest() or {}), timeout=1.0)
-    time.sleep(0.2)
+    wait_for(lambda: "port-d" in (rec.latest() or {}), timeout=1.0)  # added last: a sentinel
     assert set(mon.ports()) == {"port-d"}
 
 
@@ -103,7 +105,7 @@ def test_ovsdb_restart_is_reported_as_reconnection(monitored) -> None:
     wait_for(lambda: "port-e" in (rec.latest() or {}), timeout=1.0)
     db.stop()
     time.sleep(0.2)
-    assert mon.ports() == {"port-e": VmPort("port-e", 8, 2, "fa:16:3e:00:00:0e", "tap-e")}
+    assert mon.ports() == {"port-e": LocalPort("port-e", 8, 2, "fa:16:3e:00:00:0e", "tap-e")}
     db.start()
     wait_for(lambda: any(r for _, _, r in rec.events), timeout=3.0)
     _, ports, _ = [e for e in rec.events if e[2]][0]

@@ -17,7 +17,7 @@ import pytest
 from taasdp import BCAST, MCAST, Taas, frame, observe, prime
 
 from taas.agent.ovs import tables as T
-from taas.agent.ovs.flows import parse_vlan_filter
+from taas.common.vlans import parse_vlan_filter
 from taas.lab import Lab
 
 pytestmark = pytest.mark.ovs
@@ -419,8 +419,8 @@ def test_a_refused_flow_fails_the_whole_bundle_and_the_connection_recovers(
     from taas.agent.ovs.switch import SwitchError
 
     of = taas.drivers["host1"].of["tap"]
-    good = Flow.make(0, 299, {"in_port": "1", "dl_vlan": "3777"}, "IN_PORT")
-    bad = Flow.make(0, 299, {"in_port": "1", "dl_vlan": "3778"},
+    good = Flow.raw(0, 299, {"in_port": "1", "dl_vlan": "3777"}, "IN_PORT")
+    bad = Flow.raw(0, 299, {"in_port": "1", "dl_vlan": "3778"},
                     "resubmit(,7),output:1,clone(set_field:0x1->reg40)")  # no reg40
     with pytest.raises(SwitchError, match="reg40"):  # not encodable: ovs-ofctl refuses it too
         of.apply([], [bad])

@@ -85,6 +85,58 @@ def _matches(flow: Flow, ctx: _Ctx) -> bool:
     return True
 
 
+# Every match field the compiler uses, as (value, mask) over the field's bits. dl_vlan and
+# vlan_tci are one field (the TCI): dl_vlan=V is vlan_tci=0x1000|V/0x1fff.
+_FULL = (1 << 64) - 1
+
+
+def _field(tok: str) -> tuple[str, int, int]:
+    k, _, v = tok.partition("=")
+    if k == "dl_vlan":
+        return "vlan_tci", 0x1000 | int(v), 0x1FFF
+    if k == "vlan_tci":
+        val, _, mask = v.partition("/")
+        return k, int(val, 16), int(mask, 16) if mask else 0xFFFF
+    if k == "dl_dst":
+        val, _, mask = v.partition("/")
+        return k, int(val.replace(":", ""), 16), (int(mask.replace(":", ""), 16) if mask
+                                                   else (1 << 48) - 1)
+    if k in ("in_port",):
+        return k, int(v), _FULL
+    if k == "tun_id" or k.startswith("reg"):
+        return k, int(v, 16), _FULL
+    raise AssertionError(f"fake switch does not know match {tok}")
+
+
+def _overlap(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]) -> bool:
+    """Can one packet match both? Only if no field both match on tells them apart."""
+    return all(((va ^ vb) & ma & mb) == 0
+               for k, (va, ma) in a.items() if k in b for vb, mb in (b[k],))
+
+
+def refuse_overlaps(bridge: str, flows: list[Flow]) -> None:
+    """Two flows of one table and priority that one packet can match: OpenFlow leaves the
+    choice undefined (and OVS replaces one with the other if their matches are equal), so the
+    fake refuses them instead of silently taking one."""
+    groups: dict[tuple[int, int], list[dict[str, tuple[int, int]]]] = {}
+    for f in flows:
+        fields = {k: (v, m) for k, v, m in map(_field, f.match)}
+        groups.setdefault((f.table, f.priority), []).append(fields)
+    for (table, prio), group in groups.items():
+        # Bucket by the fields every flow of the group matches exactly: flows with different
+        # exact values never overlap, so only flows of one bucket are compared pairwise.
+        exact = set.intersection(*({k for k, (_, m) in g.items() if m in (_FULL, 0x1FFF)}
+                                   for g in group))
+        buckets: dict[tuple[tuple[int, int], ...], list[dict[str, tuple[int, int]]]] = {}
+        for g in group:
+            buckets.setdefault(tuple(g[k] for k in sorted(exact)), []).append(g)
+        for bucket in buckets.values():
+            for i, a in enumerate(bucket):
+                for b in bucket[i + 1:]:
+                    assert not _overlap(a, b), (
+                        f"br-{bridge} table {table} priority {prio}: overlapping flows {a} {b}")
+
+
 class FakeHost:
     """The three bridges of one host, loaded with compiled flows plus the L2 agent's own."""
 
@@ -92,14 +144,15 @@ class FakeHost:
                  vxlan_ports: tuple[int, ...] = ()) -> None:
         self.facts = facts
         l2 = {
-            BR_INT: {Flow.make(0, 0, None, "NORMAL")},
+            BR_INT: {Flow(0, 0, (), "NORMAL")},
             BR_TAP: set(),
             # Neutron's classification of tunnel ports (stands for table 4 onwards: tenant).
-            BR_TUN: {Flow.make(0, 1, {"in_port": str(p)}, "NORMAL") for p in vxlan_ports},
+            BR_TUN: {Flow(0, 1, (f"in_port={p}",), "NORMAL") for p in vxlan_ports},
         }
         self.tables: dict[str, list[Flow]] = {}
         for br in (BR_INT, BR_TAP, BR_TUN):
             allf = list(flows.get(br, ())) + list(l2[br])
+            refuse_overlaps(br, allf)
             self.tables[br] = sorted(allf, key=lambda f: -f.priority)
         self.patches = {
             (BR_INT, facts.int_patch_tap): (BR_TAP, facts.tap_patch_int),

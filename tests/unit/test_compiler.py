@@ -9,7 +9,7 @@ from fakeof import FakeHost, Out, Pkt
 
 from taas.agent.ovs.compile import BR_INT, BR_TAP, BR_TUN, BridgeFacts, compile_host
 from taas.agent.ovs.driver import LocalPort, diff
-from taas.agent.ovs.flows import Flow, parse_vlan_filter, vlan_ranges_to_masks
+from taas.agent.ovs.flows import Flow, vlan_ranges_to_masks
 from taas.common.desired_state import (
     DesiredState,
     PortFacts,
@@ -17,6 +17,7 @@ from taas.common.desired_state import (
     TapMirrorState,
     TapServiceState,
 )
+from taas.common.vlans import parse_vlan_filter
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 MCAST = "01:00:5e:00:00:01"
@@ -363,7 +364,7 @@ def test_vlan_masks_cover_exactly() -> None:
 
 def test_flow_text_round_trip() -> None:
     from taas.agent.ovs.flows import parse_dump_line
-    f = Flow.make(211, 110, {"reg12": "0x2", "in_port": "5", "dl_dst": "01:00:00:00:00:00/"
+    f = Flow.raw(211, 110, {"reg12": "0x2", "in_port": "5", "dl_dst": "01:00:00:00:00:00/"
                              "01:00:00:00:00:00"}, "drop")
     line = (" cookie=0x7aa5000000000001, table=211, priority=110,reg12=0x2,in_port=5,"
             "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop")

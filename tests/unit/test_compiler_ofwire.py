@@ -64,7 +64,7 @@ def test_every_compiled_flow_encodes_to_what_ovs_decodes(cloud: Cloud) -> None: 
 
 
 def test_bundle_messages_decode() -> None:
-    f = Flow.make(210, 100, {"in_port": "5"}, "clone(push_vlan:0x8100,set_field:4097->vlan_vid,"
+    f = Flow.raw(210, 100, {"in_port": "5"}, "clone(push_vlan:0x8100,set_field:4097->vlan_vid,"
                   "output:1)")
     msg = ofwire.bundle_add(9, ofwire.OFPBF_ATOMIC | ofwire.OFPBF_ORDERED,
                             ofwire.encode_flow_mod(f, ofwire.OFPFC_ADD, COOKIE, 7))
@@ -79,8 +79,8 @@ def test_bundle_messages_decode() -> None:
 
 
 @pytest.mark.parametrize("flow", [
-    Flow.make(0, 300, {"in_port": "5"}, "ct(commit),NORMAL"),  # action outside the vocabulary
-    Flow.make(0, 300, {"nw_src": "10.0.0.1"}, "drop"),  # match field outside it
+    Flow.raw(0, 300, {"in_port": "5"}, "ct(commit),NORMAL"),  # action outside the vocabulary
+    Flow.raw(0, 300, {"nw_src": "10.0.0.1"}, "drop"),  # match field outside it
 ])
 def test_unknown_vocabulary_is_refused_for_the_ofctl_fallback(flow: Flow) -> None:
     with pytest.raises(ofwire.Unsupported):

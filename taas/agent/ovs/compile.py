@@ -1,24 +1,26 @@
 """The pure flow compiler: a host's desired state + local facts -> the flows of each bridge.
 
 No I/O here. ``compile_host`` returns every flow taas wants on br-int, br-tap and br-tun, and a
-status (ACTIVE, or ERROR with a reason) for every resource of the desired state. The pipeline is
-described table by table in docs/pipeline.md.
+status (ACTIVE, or ERROR with a reason) for every resource of the desired state. It runs one
+phase per concern, in pipeline order; the tables they write are declared in ``tables.py`` and
+described one by one in docs/pipeline.md. ``copy_vlans`` reads the copy VLANs back from flows
+(the inverse of the phases that write them; ``held_vlans`` of a dump).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 from taas.agent.ovs import tables as T
 from taas.agent.ovs.flows import (
     MULTICAST,
     Flow,
+    FlowSet,
     clone,
     output,
-    parse_vlan_filter,
     push_vlan,
     resubmit,
     set_reg,
@@ -26,18 +28,13 @@ from taas.agent.ovs.flows import (
     vlan_ranges_to_masks,
     vlan_vid_match,
 )
+from taas.agent.ovs.tables import BR_INT, BR_TAP, BR_TUN
+from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
+from taas.common.vlans import VLAN_ID_MAX, parse_vlan_filter
 
-BR_INT, BR_TAP, BR_TUN = "int", "tap", "tun"
-
-
-class PortLike(Protocol):
-    """What the compiler needs of a local VM port (driver.LocalPort satisfies it)."""
-
-    port_id: str
-    ofport: int
-    local_vlan: int | None
-    mac: str
+__all__ = ["BR_INT", "BR_TAP", "BR_TUN", "BridgeFacts", "Compiled", "compile_host",
+           "copy_vlans", "held_vlans", "static_flows"]
 
 
 @dataclass(frozen=True)
@@ -74,20 +71,40 @@ class _Tap:
     resource: tuple[str, str] = ("", "")  # (kind, id) of the tap flow / tap mirror
 
 
-def static_flows(f: BridgeFacts) -> dict[str, set[Flow]]:
+@dataclass
+class _Build:
+    """What the phases of one compile write: flows, statuses, taas_ids in use."""
+
+    facts: BridgeFacts
+    flows: FlowSet = field(default_factory=FlowSet)
+    statuses: list[ResourceStatus] = field(default_factory=list)
+    used_ids: set[int] = field(default_factory=set)
+    copy_actions: dict[int, str] = field(default_factory=dict)  # sink -> its clone(...)
+
+    def status(self, kind: str, rid: str, err: str | None) -> None:
+        self.statuses.append(ResourceStatus(kind, rid, "ERROR" if err else "ACTIVE", err))  # type: ignore[arg-type]
+
+    def copy(self, sinks: Iterable[int]) -> str:
+        # One copy per matching tap flow (two tap flows of one service that match a frame each
+        # deliver it), in a stable order so the text is canonical.
+        acts = []
+        for s in sorted(sinks):
+            a = self.copy_actions.get(s)
+            if a is None:
+                a = self.copy_actions[s] = clone(push_vlan(s), output(self.facts.int_patch_tap))
+            acts.append(a)
+        return ",".join(acts) if acts else "drop"
+
+
+def static_flows(f: BridgeFacts) -> dict[str, frozenset[Flow]]:
     """Flows that exist whatever the desired state: drops on the taas patch ports, canaries."""
-    canary = Flow.make(T.CANARY_TABLE, 0, None, "drop")
-    return {
-        BR_INT: {
-            Flow.make(T.INT_CLASSIFY, T.PRIO_DROP_PATCH, {"in_port": str(f.int_patch_tap)}, "drop"),
-            canary,
-        },
-        BR_TAP: {Flow.make(T.TAP_CLASSIFY, 0, None, "drop"), canary},
-        BR_TUN: {
-            Flow.make(T.TUN_CLASSIFY, T.PRIO_TUN_DROP, {"in_port": str(f.tun_patch_tap)}, "drop"),
-            canary,
-        },
-    }
+    out = FlowSet()
+    for table in T.CANARY.values():
+        out.add(table, 0, None, "drop")
+    out.add(T.INT_CLASSIFY, T.PRIO_DROP_PATCH, {"in_port": str(f.int_patch_tap)}, "drop")
+    out.add(T.TAP_CLASSIFY, 0, None, "drop")
+    out.add(T.TUN_CLASSIFY, T.PRIO_TUN_DROP, {"in_port": str(f.tun_patch_tap)}, "drop")
+    return out.frozen()
 
 
 def assign_mirror_vlans(
@@ -125,13 +142,13 @@ def assign_mirror_vlans(
 DEAD_PORT = "port is not wired to its network (dead VLAN)"
 
 
-def wired(p: PortLike) -> bool:
+def wired(p: LocalPort) -> bool:
     """A port in a tenant network here: access tag 1-4094 (None or 4095: Neutron's dead VLAN,
     an admin-down or unbound port, which shares that tag with every other such port)."""
-    return p.local_vlan is not None and 1 <= p.local_vlan <= 4094
+    return p.local_vlan is not None and 1 <= p.local_vlan <= VLAN_ID_MAX
 
 
-def unwired_ports(desired: DesiredState, ports: Mapping[str, PortLike]) -> dict[str, str]:
+def unwired_ports(desired: DesiredState, ports: Mapping[str, LocalPort]) -> dict[str, str]:
     """Local ports whose network context cannot be trusted -> reason: never hooked.
 
     Dead ports, and ports the desired state puts in different networks that share one local
@@ -151,53 +168,9 @@ def unwired_ports(desired: DesiredState, ports: Mapping[str, PortLike]) -> dict[
     return bad
 
 
-_COPY_CACHE: dict[tuple[int, int], str] = {}
-
-
-def _copy(sinks: Iterable[int], patch: int) -> str:
-    # One copy per matching tap flow (two tap flows of one service that match a frame each
-    # deliver it), in a stable order so the text is canonical.
-    acts = []
-    for s in sorted(sinks):
-        a = _COPY_CACHE.get((s, patch))
-        if a is None:
-            a = _COPY_CACHE[(s, patch)] = clone(push_vlan(s), output(patch))
-        acts.append(a)
-    return ",".join(acts) if acts else "drop"
-
-
-def _group_flows(
-    table: int, base: int, match: dict[str, str], taps: list[_Tap], patch: int
-) -> list[Flow]:
-    """Flows for one match group: unfiltered taps at ``base``, vlan_filter pieces at base+1.
-
-    The VLAN space is cut at every filter boundary of the group, so that each piece carries every
-    sink that wants it: one lookup in the table yields every copy (nothing is overwritten).
-    """
-    if all(t.ranges is None for t in taps):  # the common case: no vlan_filter
-        return [Flow.make(table, base, match, _copy([t.sink for t in taps], patch))]
-    plain = [t.sink for t in taps if t.ranges is None]
-    filtered = [t for t in taps if t.ranges is not None]
-    flows = [Flow.make(table, base, match, _copy(plain, patch))]
-    if filtered:
-        cuts = sorted({a for t in filtered for a, _ in t.ranges or ()}
-                      | {b + 1 for t in filtered for _, b in t.ranges or ()})
-        for lo, nxt in zip(cuts, cuts[1:], strict=False):
-            hi = nxt - 1
-            sinks = [t.sink for t in filtered
-                     if any(a <= lo and hi <= b for a, b in t.ranges or ())]
-            if not sinks:
-                continue
-            for value, mask in vlan_ranges_to_masks([(lo, hi)]):
-                k, v = vlan_vid_match(value, mask)
-                flows.append(
-                    Flow.make(table, base + 1, {**match, k: v}, _copy(plain + sinks, patch)))
-    return flows
-
-
 def compile_host(
     desired: DesiredState,
-    ports: Mapping[str, PortLike],
+    ports: Mapping[str, LocalPort],
     facts: BridgeFacts,
     host: str | None = None,
     continuation: str = "NORMAL",
@@ -210,63 +183,81 @@ def compile_host(
     ``assign_mirror_vlans``); ``reserved_vlans``: mirror-range VLANs of unknown owner on it.
     """
     host = host or desired.host
-    flows: dict[str, set[Flow]] = static_flows(facts)
-    statuses: list[ResourceStatus] = []
-    used_ids: set[int] = set()
-
-    # --- ports that are not (provably) in their network here: never hooked -----------------
+    b = _Build(facts)
+    for br, fs in static_flows(facts).items():
+        b.flows.by_bridge[br].update(fs)
     port_err = unwired_ports(desired, ports)
+    service_err, remote_path = _services(b, desired, ports, host, port_err)
+    taps, remote_used = _tap_flow_rules(b, desired, ports, host, port_err, service_err,
+                                        remote_path)
+    assigned = assign_mirror_vlans(desired.tap_mirrors, mirror_vlans, reserved_vlans)
+    taps += _tap_mirror_rules(b, desired, ports, port_err, assigned)
+    _remote_paths(b, {t: remote_path[t] for t in remote_used})
+    taps = _cap_in_ports(b, taps, ports)
+    out_by_src, in_by_net = _copy_tables(b, taps, ports)
+    _hooks(b, ports, port_err, out_by_src, in_by_net, continuation)
+    return Compiled(flows=b.flows.frozen(), statuses=tuple(b.statuses),
+                    taas_ids=tuple(sorted(b.used_ids)), mirror_vlans=assigned)
 
-    # --- tap services: where does each sink VLAN go? ---------------------------------------
+
+def _services(
+    b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort], host: str,
+    port_err: Mapping[str, str],
+) -> tuple[dict[str, str], dict[int, tuple[int, int]]]:
+    """Tap services: where each sink VLAN goes. A local monitor gets its delivery path on
+    every bridge; a remote one is a path (VNI, VXLAN port) that local sources may use.
+    Returns (service id -> error, taas_id -> remote path)."""
     service_err: dict[str, str] = {}
-    remote_path: dict[int, tuple[int, int]] = {}  # taas_id -> (vni, vxlan ofport)
+    remote_path: dict[int, tuple[int, int]] = {}
+    f = b.facts
     for s in desired.tap_services:
+        err = None
         if not 1 <= s.taas_id < T.MIRROR_VLAN_FIRST:
             # Never remapped: a taas_id in the tap mirrors' range would share their VLANs.
-            service_err[s.id] = (f"taas_id {s.taas_id} is outside 1-{T.MIRROR_VLAN_FIRST - 1}"
-                                 " (4000-4094 are the tap mirrors' local VLANs)")
-            continue
-        if s.dest_host == host:
+            err = (f"taas_id {s.taas_id} is outside 1-{T.MIRROR_VLAN_FIRST - 1}"
+                   f" ({T.MIRROR_VLAN_FIRST}-{T.MIRROR_VLAN_LAST} are the tap mirrors' local "
+                   "VLANs)")
+        elif s.dest_host == host:
             mon = ports.get(s.port_id)
             if mon is None:
-                service_err[s.id] = "destination port not on this host"
-                continue
-            if mon.port_id in port_err:
-                service_err[s.id] = f"destination {port_err[mon.port_id]}"
-                continue
-            t = s.taas_id
-            flows[BR_INT].add(Flow.make(
-                T.INT_CLASSIFY, T.PRIO_DELIVER,
-                {"in_port": str(facts.int_patch_tap), "dl_vlan": str(t)},
-                f"pop_vlan,{output(mon.ofport)}"))
-            flows[BR_TAP].add(Flow.make(
-                T.TAP_CLASSIFY, T.PRIO_TAP,
-                {"in_port": str(facts.tap_patch_int), "dl_vlan": str(t)}, "IN_PORT"))
-            flows[BR_TAP].add(Flow.make(
-                T.TAP_CLASSIFY, T.PRIO_TAP,
-                {"in_port": str(facts.tap_patch_tun), "dl_vlan": str(t)},
-                output(facts.tap_patch_int)))
-            flows[BR_TUN].add(Flow.make(
-                T.TUN_CLASSIFY, T.PRIO_TUN, {"tun_id": f"{s.vni:#x}"},
-                f"{push_vlan(t)},{output(facts.tun_patch_tap)}"))
-            used_ids.add(t)
+                err = "destination port not on this host"
+            elif mon.port_id in port_err:
+                err = f"destination {port_err[mon.port_id]}"
+            else:
+                t = s.taas_id
+                b.flows.add(T.INT_CLASSIFY, T.PRIO_DELIVER,
+                            {"in_port": str(f.int_patch_tap), "dl_vlan": str(t)},
+                            f"pop_vlan,{output(mon.ofport)}")
+                b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
+                            {"in_port": str(f.tap_patch_int), "dl_vlan": str(t)}, "IN_PORT")
+                b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
+                            {"in_port": str(f.tap_patch_tun), "dl_vlan": str(t)},
+                            output(f.tap_patch_int))
+                b.flows.add(T.TUN_CLASSIFY, T.PRIO_TUN_IN, {"tun_id": f"{s.vni:#x}"},
+                            f"{push_vlan(t)},{output(f.tun_patch_tap)}")
+                b.used_ids.add(t)
         elif s.dest_host is None:
-            service_err[s.id] = "destination port is not bound to any host"
-            continue
+            err = "destination port is not bound to any host"
         elif not s.dest_tunnel_ip:
-            service_err[s.id] = f"destination host {s.dest_host} has no tunnel IP"
-            continue
-        elif s.dest_tunnel_ip not in facts.vxlan_ports:
-            service_err[s.id] = f"no tunnel port to {s.dest_tunnel_ip} on the tunnel bridge"
-            continue
+            err = f"destination host {s.dest_host} has no tunnel IP"
+        elif s.dest_tunnel_ip not in f.vxlan_ports:
+            err = f"no tunnel port to {s.dest_tunnel_ip} on the tunnel bridge"
         else:
-            remote_path[s.taas_id] = (s.vni, facts.vxlan_ports[s.dest_tunnel_ip])
-    services = {s.id: s for s in desired.tap_services}
+            remote_path[s.taas_id] = (s.vni, f.vxlan_ports[s.dest_tunnel_ip])
+        if err:
+            service_err[s.id] = err
     for s in desired.tap_services:
-        err = service_err.get(s.id)
-        statuses.append(ResourceStatus("tap_service", s.id, "ERROR" if err else "ACTIVE", err))
+        b.status("tap_service", s.id, service_err.get(s.id))
+    return service_err, remote_path
 
-    # --- tap flows and tap mirrors -> copy rules ---------------------------------------------
+
+def _tap_flow_rules(
+    b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort], host: str,
+    port_err: Mapping[str, str], service_err: Mapping[str, str],
+    remote_path: Mapping[int, tuple[int, int]],
+) -> tuple[list[_Tap], set[int]]:
+    """Tap flows -> copy rules of local sources; (rules, taas_ids whose remote path is used)."""
+    services = {s.id: s for s in desired.tap_services}
     taps: list[_Tap] = []
     remote_used: set[int] = set()
     for f in desired.tap_flows:
@@ -290,18 +281,26 @@ def compile_host(
             try:
                 ranges = parse_vlan_filter(f.vlan_filter)
             except ValueError as e:
-                err = str(e)
+                err = f"vlan_filter: {e}"
             else:
                 taps.append(_Tap(src.port_id, f.direction in ("OUT", "BOTH"),
                                  f.direction in ("IN", "BOTH"), svc.taas_id,
                                  tuple(ranges) if ranges is not None else None,
                                  ("tap_flow", f.id)))
-                used_ids.add(svc.taas_id)
+                b.used_ids.add(svc.taas_id)
                 if svc.taas_id in remote_path:
                     remote_used.add(svc.taas_id)
-        statuses.append(ResourceStatus("tap_flow", f.id, "ERROR" if err else "ACTIVE", err))
+        b.status("tap_flow", f.id, err)
+    return taps, remote_used
 
-    mirror_vlans = assign_mirror_vlans(desired.tap_mirrors, mirror_vlans, reserved_vlans)
+
+def _tap_mirror_rules(
+    b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort],
+    port_err: Mapping[str, str], vlans: Mapping[tuple[str, str], int],
+) -> list[_Tap]:
+    """Tap mirrors -> copy rules (one per direction, to its local VLAN) and br-tap's exits."""
+    taps: list[_Tap] = []
+    f = b.facts
     for m in desired.tap_mirrors:
         src = ports.get(m.port_id)
         err = None
@@ -311,36 +310,37 @@ def compile_host(
             err = port_err[src.port_id]
         else:
             for d in sorted(m.directions):
-                vlan = mirror_vlans.get((m.id, d))
-                ofport = facts.mirror_ports.get((m.id, d))
-                if vlan is None:
+                if (m.id, d) not in vlans:
                     err = "no free local VLAN for the tap mirror"
-                elif ofport is None:
+                elif (m.id, d) not in f.mirror_ports:
                     err = f"no {m.mirror_type} port for direction {d}"
                 if err:
                     break
             if err is None:
                 for d in sorted(m.directions):
-                    vlan = mirror_vlans[(m.id, d)]
+                    vlan = vlans[(m.id, d)]
                     taps.append(_Tap(src.port_id, d in ("OUT", "BOTH"), d in ("IN", "BOTH"),
                                      vlan, None, ("tap_mirror", m.id)))
-                    flows[BR_TAP].add(Flow.make(
-                        T.TAP_CLASSIFY, T.PRIO_TAP,
-                        {"in_port": str(facts.tap_patch_int), "dl_vlan": str(vlan)},
-                        f"pop_vlan,{output(facts.mirror_ports[(m.id, d)])}"))
-        statuses.append(ResourceStatus("tap_mirror", m.id, "ERROR" if err else "ACTIVE", err))
+                    b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
+                                {"in_port": str(f.tap_patch_int), "dl_vlan": str(vlan)},
+                                f"pop_vlan,{output(f.mirror_ports[(m.id, d)])}")
+        b.status("tap_mirror", m.id, err)
+    return taps
 
-    # --- remote paths actually used by a local source -----------------------------------------
-    for t in sorted(remote_used):
-        vni, vx = remote_path[t]
-        flows[BR_TAP].add(Flow.make(
-            T.TAP_CLASSIFY, T.PRIO_TAP, {"in_port": str(facts.tap_patch_int), "dl_vlan": str(t)},
-            output(facts.tap_patch_tun)))
-        flows[BR_TUN].add(Flow.make(
-            T.TUN_CLASSIFY, T.PRIO_TUN, {"in_port": str(facts.tun_patch_tap), "dl_vlan": str(t)},
-            f"pop_vlan,{set_tun_id(vni)},{output(vx)}"))
 
-    # --- a broadcast visits every IN-mirrored port of its network: cap their number ----------
+def _remote_paths(b: _Build, used: Mapping[int, tuple[int, int]]) -> None:
+    """Remote paths actually used by a local source: br-tap -> br-tun -> VXLAN."""
+    f = b.facts
+    for t, (vni, vx) in sorted(used.items()):
+        b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
+                    {"in_port": str(f.tap_patch_int), "dl_vlan": str(t)}, output(f.tap_patch_tun))
+        b.flows.add(T.TUN_CLASSIFY, T.PRIO_TUN,
+                    {"in_port": str(f.tun_patch_tap), "dl_vlan": str(t)},
+                    f"pop_vlan,{set_tun_id(vni)},{output(vx)}")
+
+
+def _cap_in_ports(b: _Build, taps: list[_Tap], ports: Mapping[str, LocalPort]) -> list[_Tap]:
+    """A broadcast visits every IN-mirrored port of its network: cap their number."""
     in_srcs: dict[int, set[str]] = defaultdict(set)
     for tap in taps:
         if tap.in_:
@@ -348,27 +348,29 @@ def compile_host(
     rejected = {pid for srcs in in_srcs.values()
                 for pid in sorted(srcs, key=lambda pid: ports[pid].ofport)[
                     T.MAX_IN_PORTS_PER_NETWORK:]}
-    if rejected:
-        too_many = (f"more than {T.MAX_IN_PORTS_PER_NETWORK} ports of this network "
-                    "are mirrored IN on this host")
-        bad = {t.resource for t in taps if t.in_ and t.source in rejected}
-        taps = [t for t in taps if t.resource not in bad]
-        statuses = [replace(st, status="ERROR", reason=too_many)
-                    if (st.kind, st.id) in bad else st for st in statuses]
+    if not rejected:
+        return taps
+    too_many = (f"more than {T.MAX_IN_PORTS_PER_NETWORK} ports of this network "
+                "are mirrored IN on this host")
+    bad = {t.resource for t in taps if t.in_ and t.source in rejected}
+    b.statuses = [replace(st, status="ERROR", reason=too_many)
+                  if (st.kind, st.id) in bad else st for st in b.statuses]
+    return [t for t in taps if t.resource not in bad]
 
-    # --- br-int: OUT and IN tables --------------------------------------------------------------
-    patch = facts.int_patch_tap
+
+def _copy_tables(
+    b: _Build, taps: list[_Tap], ports: Mapping[str, LocalPort],
+) -> tuple[dict[str, list[_Tap]], dict[int, list[_Tap]]]:
+    """br-int's OUT and IN tables; returns the copy rules by OUT source and by IN network."""
     out_by_src: dict[str, list[_Tap]] = defaultdict(list)
     in_by_net: dict[int, list[_Tap]] = defaultdict(list)
     for tap in taps:
-        p = ports[tap.source]
         if tap.out:
             out_by_src[tap.source].append(tap)
         if tap.in_:
-            in_by_net[p.local_vlan].append(tap)  # type: ignore[index]
+            in_by_net[ports[tap.source].local_vlan].append(tap)  # type: ignore[index]
     for pid, group in out_by_src.items():
-        flows[BR_INT].update(_group_flows(
-            T.INT_OUT, T.PRIO_COPY, {"in_port": str(ports[pid].ofport)}, group, patch))
+        _group_flows(b, T.INT_OUT, {"in_port": str(ports[pid].ofport)}, group)
     for net, group in in_by_net.items():
         reg = {T.REG_NET: f"{net:#x}"}
         by_src: dict[str, list[_Tap]] = defaultdict(list)
@@ -378,18 +380,46 @@ def compile_host(
         for pid, g in sorted(by_src.items(), key=lambda kv: ports[kv[0]].ofport):
             p = ports[pid]
             # Unicast delivered to the port: its MAC in its network.
-            flows[BR_INT].update(_group_flows(
-                T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": p.mac.lower()}, g, patch))
+            _group_flows(b, T.INT_IN, {**reg, "dl_dst": p.mac.lower()}, g)
             # Broadcast/multicast is delivered to every port of the network but its sender.
             port_reg = {T.REG_PORT: f"{p.ofport:#x}"}
-            flows[BR_INT].update(_group_flows(T.INT_IN_BCAST, T.PRIO_COPY, port_reg, g, patch))
-            flows[BR_INT].add(Flow.make(T.INT_IN_BCAST, T.PRIO_IN_EXCLUDE,
-                                        {**port_reg, "in_port": str(p.ofport)}, "drop"))
+            _group_flows(b, T.INT_IN_BCAST, port_reg, g)
+            b.flows.add(T.INT_IN_BCAST, T.PRIO_IN_EXCLUDE,
+                        {**port_reg, "in_port": str(p.ofport)}, "drop")
             fan_out += [set_reg(T.REG_PORT, p.ofport), resubmit(T.INT_IN_BCAST)]
-        flows[BR_INT].add(Flow.make(
-            T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": MULTICAST}, ",".join(fan_out)))
+        b.flows.add(T.INT_IN, T.PRIO_COPY, {**reg, "dl_dst": MULTICAST}, ",".join(fan_out))
+    return out_by_src, in_by_net
 
-    # --- br-int table 0 hooks: send tapped traffic through OUT/IN, then continue ---------------
+
+def _group_flows(b: _Build, table: T.Table, match: dict[str, str], taps: list[_Tap]) -> None:
+    """Flows for one match group: unfiltered taps at PRIO_COPY, vlan_filter pieces one above.
+
+    The VLAN space is cut at every filter boundary of the group, so that each piece carries every
+    sink that wants it: one lookup in the table yields every copy (nothing is overwritten).
+    """
+    plain = [t.sink for t in taps if t.ranges is None]
+    b.flows.add(table, T.PRIO_COPY, match, b.copy(plain))
+    filtered = [t for t in taps if t.ranges is not None]
+    if not filtered:  # the common case: no vlan_filter
+        return
+    cuts = sorted({a for t in filtered for a, _ in t.ranges or ()}
+                  | {z + 1 for t in filtered for _, z in t.ranges or ()})
+    for lo, nxt in zip(cuts, cuts[1:], strict=False):
+        hi = nxt - 1
+        sinks = [t.sink for t in filtered if any(a <= lo and hi <= z for a, z in t.ranges or ())]
+        if not sinks:
+            continue
+        for value, mask in vlan_ranges_to_masks([(lo, hi)]):
+            k, v = vlan_vid_match(value, mask)
+            b.flows.add(table, T.PRIO_COPY + 1, {**match, k: v}, b.copy(plain + sinks))
+
+
+def _hooks(
+    b: _Build, ports: Mapping[str, LocalPort], port_err: Mapping[str, str],
+    out_by_src: Mapping[str, list[_Tap]], in_by_net: Mapping[int, list[_Tap]],
+    continuation: str,
+) -> None:
+    """br-int table 0: send tapped traffic through OUT/IN, then continue (the L2 agent's)."""
     for p in sorted(ports.values(), key=lambda p: p.ofport):
         if not wired(p) or p.port_id in port_err:
             continue  # a dead port's frames are no network's: never copied, never hooked
@@ -399,29 +429,47 @@ def compile_host(
         if p.local_vlan in in_by_net:
             steps.append(resubmit(T.INT_IN))
         if len(steps) > 1:
-            flows[BR_INT].add(Flow.make(
-                T.INT_CLASSIFY, T.PRIO_HOOK, {"in_port": str(p.ofport)},
-                f"{clone(*steps)},{continuation}"))
-    if facts.int_patch_tun is not None:
+            b.flows.add(T.INT_CLASSIFY, T.PRIO_HOOK, {"in_port": str(p.ofport)}, clone(*steps),
+                        continuation)
+    if b.facts.int_patch_tun is not None:
         for net in sorted(in_by_net):
             # From other hosts frames carry the local VLAN: strip it so the copy is the frame
             # the VM gets, and take the network context from it.
-            flows[BR_INT].add(Flow.make(
-                T.INT_CLASSIFY, T.PRIO_HOOK,
-                {"in_port": str(facts.int_patch_tun), "dl_vlan": str(net)},
-                f"{clone('pop_vlan', set_reg(T.REG_NET, net), resubmit(T.INT_IN))},{continuation}"))
-
-    return Compiled(
-        flows={b: frozenset(fs) for b, fs in flows.items()},
-        statuses=tuple(statuses),
-        taas_ids=tuple(sorted(used_ids)),
-        mirror_vlans=mirror_vlans,
-    )
+            b.flows.add(T.INT_CLASSIFY, T.PRIO_HOOK,
+                        {"in_port": str(b.facts.int_patch_tun), "dl_vlan": str(net)},
+                        clone("pop_vlan", set_reg(T.REG_NET, net), resubmit(T.INT_IN)),
+                        continuation)
 
 
-def compile_flows(
-    desired: DesiredState, ports: Mapping[str, PortLike], facts: BridgeFacts,
-    continuation: str = "NORMAL",
-) -> dict[str, frozenset[Flow]]:
-    """The flows of each bridge ("int", "tap", "tun") for ``desired`` on this host."""
-    return compile_host(desired, ports, facts, continuation=continuation).flows
+# --- reading copy VLANs back from flows (the inverse of the phases above) --------------------
+
+_SET_VID = re.compile(r"set_field:(\d+)->vlan_vid")
+
+
+def copy_vlans(br: str, f: Flow) -> set[int]:
+    """The copy VLANs (taas_ids, tap mirror VLANs) a taas flow of bridge ``br`` pushes or
+    matches: what ``_services``, ``_tap_mirror_rules`` and ``_remote_paths`` write. Not the VM
+    tags of vlan_filter pieces (OUT/IN tables) nor the tenant local VLANs of br-int's
+    patch-tun hooks: only the matches of copies coming from the taas patch ports.
+
+    tests/unit/test_readback.py compiles states, reads their flows back as text and checks
+    that this finds exactly the compiled taas_ids and mirror VLANs.
+    """
+    out = {int(m.group(1)) & 0xFFF for m in _SET_VID.finditer(f.actions)}
+    v = f.field("dl_vlan")
+    if v is not None and f.table == 0 and (
+            br == BR_TAP
+            or (br == BR_INT and f.priority == T.PRIO_DELIVER)
+            or (br == BR_TUN and f.priority == T.PRIO_TUN)):
+        out.add(int(v))
+    return out
+
+
+def held_vlans(flows: Mapping[str, Iterable[Flow]]) -> set[int]:
+    """Every copy VLAN the flows of each bridge hold (``copy_vlans`` of each)."""
+    return {v for br, fs in flows.items() for f in fs for v in copy_vlans(br, f)}
+
+
+def held_taas_ids(flows: Mapping[str, Iterable[Flow]]) -> tuple[int, ...]:
+    """The taas_ids among them (sorted); the rest are tap mirror VLANs."""
+    return tuple(sorted(v for v in held_vlans(flows) if 1 <= v < T.MIRROR_VLAN_FIRST))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -23,10 +22,13 @@ from taas.agent.ovs.compile import (
     BridgeFacts,
     Compiled,
     compile_host,
+    held_taas_ids,
+    held_vlans,
     static_flows,
 )
 from taas.agent.ovs.flows import Flow
 from taas.agent.ovs.switch import Iface, OpenFlowBridge, Ovsdb, OvsdbView, SwitchError
+from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
 
 LOG = logging.getLogger(__name__)
@@ -36,17 +38,6 @@ R = TypeVar("R")
 EXT_MIRROR = "taas-tap-mirror"
 EXT_DIRECTION = "taas-direction"
 TUNNEL_TYPES = ("vxlan",)
-
-
-@dataclass(frozen=True)
-class LocalPort:
-    """A VM port found on br-int (from OVSDB)."""
-
-    port_id: str  # external_ids:iface-id
-    ofport: int
-    local_vlan: int | None  # the access tag on br-int (per-host VLAN of its network)
-    mac: str  # external_ids:attached-mac
-    name: str  # OVSDB port/interface name
 
 
 @dataclass(frozen=True)
@@ -229,12 +220,9 @@ class OvsDriver:
         Needs no sync: what a previous run (or a sync that failed half-way) left on the
         bridges, from a dump of every bridge. Raises ``SwitchError`` if one cannot be read.
         """
-        dumps = self._map(lambda br: self.of[br].dump(), [BR_INT, BR_TAP, BR_TUN])
-        ids: set[int] = set()
-        for br, flows in zip((BR_INT, BR_TAP, BR_TUN), dumps, strict=True):
-            for f in flows:
-                ids |= _copy_vlans(br, f)
-        return tuple(sorted(v for v in ids if 1 <= v < T.MIRROR_VLAN_FIRST))
+        bridges = [BR_INT, BR_TAP, BR_TUN]
+        dumps = self._map(lambda br: self.of[br].dump(), bridges)
+        return held_taas_ids(dict(zip(bridges, dumps, strict=True)))
 
     def _recover_mirror_vlans(self, facts: BridgeFacts) -> dict[str, set[Flow]]:
         """Learn the tap mirrors' VLANs from the switch (start-up); returns the dumps made.
@@ -247,11 +235,7 @@ class OvsDriver:
                           self._map(lambda br: self.of[br].dump(), [BR_INT, BR_TAP]),
                           strict=True))
         found: dict[tuple[str, str], int] = {}
-        seen: set[int] = set()
-        for br, flows in dumped.items():
-            for f in flows:
-                seen |= {v for v in _copy_vlans(br, f)
-                         if T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST}
+        seen = {v for v in held_vlans(dumped) if T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST}
         for f in dumped[BR_TAP]:
             vlan, port = f.field("dl_vlan"), f.actions.removeprefix("pop_vlan,output:")
             if vlan is None or port == f.actions or not port.isdigit():
@@ -349,23 +333,6 @@ class OvsDriver:
             return False
         self.ovsdb.vsctl(*args[1:])
         return True
-
-
-_SET_VID = re.compile(r"set_field:(\d+)->vlan_vid")
-
-
-def _copy_vlans(br: str, f: Flow) -> set[int]:
-    """The copy VLANs (taas_ids, tap mirror VLANs) a taas flow of bridge ``br`` pushes or
-    matches. Not the VM tags of vlan_filter pieces (tables 210-212) nor the tenant local VLANs
-    of br-int's patch-tun hooks: only the matches of copies coming from the taas patch ports."""
-    out = {int(m.group(1)) & 0xFFF for m in _SET_VID.finditer(f.actions)}
-    v = f.field("dl_vlan")
-    if v is not None and f.table == 0 and (
-            br == BR_TAP
-            or (br == BR_INT and f.priority == T.PRIO_DELIVER)
-            or (br == BR_TUN and f.priority == T.PRIO_TUN)):
-        out.add(int(v))
-    return out
 
 
 def diff(have: set[Flow] | frozenset[Flow], want: frozenset[Flow]) -> tuple[set[Flow], set[Flow]]:

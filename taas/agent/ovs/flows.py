@@ -11,7 +11,17 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from taas.agent.ovs.tables import COOKIE
+from taas.agent.ovs.tables import BRIDGES, COOKIE, Table
+
+
+class PipelineError(ValueError):
+    """A flow outside its table's declaration (a compiler bug)."""
+
+
+# Action names at any depth ("clone(push_vlan:...,output:5)" -> clone, push_vlan, output), and
+# resubmit targets.
+_ACTION_NAME = re.compile(r"(?:^|[,(])([A-Za-z_]+)")
+_RESUBMIT = re.compile(r"resubmit\(,(\d+)\)")
 
 
 class Flow(NamedTuple):
@@ -26,9 +36,39 @@ class Flow(NamedTuple):
     actions: str
 
     @classmethod
-    def make(cls, table: int, priority: int, match: dict[str, str] | None, actions: str) -> Flow:
-        tokens = tuple(sorted(f"{k}={v}" for k, v in (match or {}).items()))
-        return cls(table, priority, tokens, actions)
+    def make(cls, table: Table, priority: int, match: dict[str, str] | None, actions: str,
+             continuation: str | None = None) -> Flow:
+        """A flow of ``table``, checked against its declaration (``tables.Table``).
+
+        ``continuation`` (the L2 agent's next step, configurable, so not ours to check) is
+        appended to the checked actions, in tables declared to continue.
+        """
+        match = match or {}
+        bad = match.keys() - table.matches
+        if bad:
+            raise PipelineError(f"{table}: match on {sorted(bad)} not declared")
+        if priority not in table.priorities:
+            raise PipelineError(f"{table}: priority {priority} not declared")
+        kinds = set(_ACTION_NAME.findall(actions))
+        if not kinds <= table.actions:
+            raise PipelineError(f"{table}: actions {sorted(kinds - table.actions)} not declared")
+        if "resubmit" in kinds:
+            targets = {int(t) for t in _RESUBMIT.findall(actions)}
+            if not targets <= table.goto:
+                raise PipelineError(f"{table}: resubmit to {sorted(targets - table.goto)} "
+                                    "not declared")
+        if continuation is not None:
+            if not table.continues:
+                raise PipelineError(f"{table}: no continuation declared")
+            actions = f"{actions},{continuation}"
+        tokens = tuple(sorted(f"{k}={v}" for k, v in match.items()))
+        return cls(table.number, priority, tokens, actions)
+
+    @classmethod
+    def raw(cls, table: int, priority: int, match: dict[str, str] | None, actions: str) -> Flow:
+        """A flow as any switch may hold it, unchecked (tests of the switch's own refusals)."""
+        return cls(table, priority, tuple(sorted(f"{k}={v}" for k, v in (match or {}).items())),
+                   actions)
 
     def spec(self) -> str:
         """The flow without actions, as ovs-ofctl takes it (for ``delete_strict``).
@@ -108,8 +148,8 @@ def output(ofport: int) -> str:
     return f"output:{ofport}"
 
 
-def resubmit(table: int) -> str:
-    return f"resubmit(,{table})"
+def resubmit(table: Table) -> str:
+    return f"resubmit(,{table.number})"
 
 
 def clone(*actions: str) -> str:
@@ -132,22 +172,16 @@ def vlan_ranges_to_masks(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]
     return out
 
 
-def parse_vlan_filter(text: str | None) -> list[tuple[int, int]] | None:
-    """``"10-20,30"`` -> [(10, 20), (30, 30)] (merged, sorted); None/empty -> None (no filter)."""
-    if text is None or not text.strip():
-        return None
-    ranges: list[tuple[int, int]] = []
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        a, b = int(lo), int(hi or lo)
-        if not (0 <= a <= b <= 4095):
-            raise ValueError(f"bad vlan_filter range {part!r}")
-        ranges.append((a, b))
-    ranges.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in ranges:
-        if merged and a <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
+class FlowSet:
+    """The flows of every bridge, each filed under its table's bridge."""
+
+    def __init__(self) -> None:
+        self.by_bridge: dict[str, set[Flow]] = {br: set() for br in BRIDGES}
+
+    def add(self, table: Table, priority: int, match: dict[str, str] | None, actions: str,
+            continuation: str | None = None) -> None:
+        self.by_bridge[table.bridge].add(Flow.make(table, priority, match, actions,
+                                                   continuation))
+
+    def frozen(self) -> dict[str, frozenset[Flow]]:
+        return {br: frozenset(fs) for br, fs in self.by_bridge.items()}

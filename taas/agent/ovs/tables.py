@@ -1,41 +1,96 @@
-"""Named constants of the taas OpenFlow pipeline (documented table by table in docs/pipeline.md)."""
+"""The taas OpenFlow pipeline, declared: every table taas writes, what it may match, where it
+may go next (documented table by table in docs/pipeline.md).
+
+``Flow.make`` checks each flow against its ``Table`` (match fields, priority, actions,
+resubmit targets) and ``FlowSet`` files it under the table's bridge, so a flow the compiler
+spells outside this declaration fails at once, under test and in production alike.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from taas.common.vlans import DEAD_VLAN, MIRROR_VLAN_FIRST, MIRROR_VLAN_LAST
+
+__all__ = ["DEAD_VLAN", "MIRROR_VLAN_FIRST", "MIRROR_VLAN_LAST"]
+
 # Every flow taas writes carries this cookie; taas dumps and deletes only by it, so the L2
-# agent's flows on the shared bridges are never touched. Constant across restarts (defect 10).
+# agent's flows on the shared bridges are never touched. Constant across restarts and versions.
 COOKIE = 0x7AA5_0000_0000_0001
-# The canary flow: an inert flow in an unused table; its absence means the switch lost our
-# flows (ovs-vswitchd restarted, or someone wiped them).
-CANARY_TABLE = 250
+
+# The bridges, as the compiler names them.
+BR_INT, BR_TAP, BR_TUN = "int", "tap", "tun"
+BRIDGES = (BR_INT, BR_TAP, BR_TUN)
 
 # Registers used on br-int (scratch, inside a clone so the L2 pipeline never sees them).
 REG_NET = "reg12"  # the local VLAN of the frame's network (its network context)
 REG_PORT = "reg13"  # IN_BCAST: the ofport of the source port whose ingress copies are made
 
-# br-int
-INT_CLASSIFY = 0  # hook: ports of tapped networks, delivery from br-tap
-INT_OUT = 210  # egress mirroring: frames a source port sends, by in_port
-INT_IN = 211  # ingress mirroring: frames delivered to a source port, by (network, dl_dst)
-INT_IN_BCAST = 212  # ingress mirroring of broadcast/multicast, one source port at a time
 # A broadcast visits every IN-mirrored port of its network (OVS caps resubmits per packet).
 MAX_IN_PORTS_PER_NETWORK = 1000
-
-# br-tap: one table
-TAP_CLASSIFY = 0
-
-# br-tun: taas flows live in Neutron's table 0 at a priority above its in_port classification
-TUN_CLASSIFY = 0
 
 # Priorities
 PRIO_DELIVER = 320  # br-int: copy from br-tap for a local monitor port
 PRIO_DROP_PATCH = 310  # drop anything else that comes out of a taas patch port
 PRIO_HOOK = 300  # br-int table 0 hook of tapped ports / tunnels
 PRIO_TAP = 300  # br-tap forwarding of copies
-PRIO_TUN = 300  # br-tun: copies to/from VXLAN
+PRIO_TUN = 300  # br-tun: copies from br-tap to VXLAN (in_port=patch-tun-tap, dl_vlan=T)
+# br-tun: copies from VXLAN by tun_id. Its own priority: a tun_id match does not exclude
+# patch-tun-tap (whose frames have tun_id 0), so at PRIO_TUN the two would overlap.
+PRIO_TUN_IN = 310
 PRIO_TUN_DROP = 290  # br-tun: anything else from patch-tun-tap
 PRIO_COPY = 100  # br-int OUT/IN tables; +1 for vlan_filter pieces
 PRIO_IN_EXCLUDE = 110  # IN_BCAST: broadcast from the source itself (not delivered to it)
+
+# The actions the compiler speaks (``Flow.make`` refuses any other).
+COPY_ACTIONS = frozenset({"clone", "push_vlan", "set_field", "output", "drop"})
+VLAN_MATCHES = frozenset({"dl_vlan", "vlan_tci"})  # an exact VLAN id, or a vlan_filter prefix
+
+
+@dataclass(frozen=True)
+class Table:
+    """One OpenFlow table taas writes on one bridge."""
+
+    bridge: str  # BR_INT / BR_TAP / BR_TUN
+    number: int
+    name: str
+    matches: frozenset[str]  # match fields a flow here may use
+    priorities: frozenset[int]
+    actions: frozenset[str]  # action names a flow here may use (at any depth)
+    goto: frozenset[int] = frozenset()  # tables a flow here may resubmit to
+    continues: bool = False  # flows here may end with the L2 agent's continuation
+
+    def __str__(self) -> str:
+        return f"{self.name} (br-{self.bridge} table {self.number})"
+
+
+# br-int (shared with the L2 agent)
+INT_OUT = Table(BR_INT, 210, "OUT", frozenset({"in_port"}) | VLAN_MATCHES,
+                frozenset({PRIO_COPY, PRIO_COPY + 1}), COPY_ACTIONS)
+INT_IN_BCAST = Table(BR_INT, 212, "IN_BCAST", frozenset({REG_PORT, "in_port"}) | VLAN_MATCHES,
+                     frozenset({PRIO_COPY, PRIO_COPY + 1, PRIO_IN_EXCLUDE}), COPY_ACTIONS)
+INT_IN = Table(BR_INT, 211, "IN", frozenset({REG_NET, "dl_dst"}) | VLAN_MATCHES,
+               frozenset({PRIO_COPY, PRIO_COPY + 1}), COPY_ACTIONS | {"resubmit"},
+               goto=frozenset({INT_IN_BCAST.number}))
+INT_CLASSIFY = Table(BR_INT, 0, "CLASSIFY", frozenset({"in_port", "dl_vlan"}),
+                     frozenset({PRIO_DELIVER, PRIO_DROP_PATCH, PRIO_HOOK}),
+                     frozenset({"clone", "set_field", "resubmit", "pop_vlan", "output", "drop"}),
+                     goto=frozenset({INT_OUT.number, INT_IN.number}), continues=True)
+# br-tap (taas only): one table
+TAP_CLASSIFY = Table(BR_TAP, 0, "TAP", frozenset({"in_port", "dl_vlan"}),
+                     frozenset({0, PRIO_TAP}), frozenset({"IN_PORT", "output", "pop_vlan", "drop"}))
+# br-tun: taas flows live in Neutron's table 0 at priorities above its in_port classification
+TUN_CLASSIFY = Table(BR_TUN, 0, "TUN", frozenset({"in_port", "dl_vlan", "tun_id"}),
+                     frozenset({PRIO_TUN, PRIO_TUN_IN, PRIO_TUN_DROP}),
+                     frozenset({"push_vlan", "set_field", "pop_vlan", "output", "drop"}))
+# The canary: an inert flow in a table nothing resubmits to; its absence means the switch lost
+# our flows (ovs-vswitchd restarted, or someone wiped them).
+CANARY_TABLE = 250
+CANARY = {br: Table(br, CANARY_TABLE, "CANARY", frozenset(), frozenset({0}), frozenset({"drop"}))
+          for br in BRIDGES}
+
+TABLES: tuple[Table, ...] = (INT_CLASSIFY, INT_OUT, INT_IN, INT_IN_BCAST, TAP_CLASSIFY,
+                             TUN_CLASSIFY, *CANARY.values())
 
 # Names of the taas patch ports (ours; the br-int <-> br-tun patch is the L2 agent's, found
 # through OVSDB by its peer).
@@ -43,9 +98,4 @@ PATCH_INT_TAP = "patch-int-tap"  # on br-int
 PATCH_TAP_INT = "patch-tap-int"  # on br-tap
 PATCH_TAP_TUN = "patch-tap-tun"  # on br-tap
 PATCH_TUN_TAP = "patch-tun-tap"  # on br-tun
-# patch-int-tap is an access port of this VLAN so that NORMAL never floods tenant frames to it.
-DEAD_VLAN = 4095
-
-# Local VLAN ids for tap-mirror copies inside a host (taas_ids use the server's range).
-MIRROR_VLAN_FIRST = 4000
-MIRROR_VLAN_LAST = 4094
+# patch-int-tap is an access port of DEAD_VLAN so that NORMAL never floods tenant frames to it.
