@@ -234,7 +234,7 @@ def test_idempotent_small_diffs_resync_and_foreign_flows_untouched(lab: Lab, taa
     small = drv.sync(state(), ports)
     assert 0 < small.added + small.removed <= 0.03 * total, (small, total)
     # Someone deletes taas flows (but not the canary): the next sync puts back exactly those.
-    out_table = [f for f in drv.of["int"].dump() if f.table == T.INT_OUT]
+    out_table = [f for f in drv.of["int"].dump() if f.table == T.INT_OUT.number]
     lab.ovs("host1", ["ovs-ofctl", "del-flows", "br-int", f"cookie={T.COOKIE:#x}/-1,table=210"])
     assert not drv.switch_was_reset()
     fix = drv.sync(state(), ports)
@@ -402,7 +402,7 @@ def test_incremental_sync_spawns_no_process_and_verify_repairs_in_place_edits(
         assert (again.added, again.removed) == (0, 0), h
     # Someone rewrites a taas flow in place (same count): only verify=True sees and repairs it.
     drv = taas.drivers[remote_host]
-    victim = next(f for f in drv.of["tun"].dump() if f.table == T.TUN_CLASSIFY
+    victim = next(f for f in drv.of["tun"].dump() if f.table == T.TUN_CLASSIFY.number
                   and f.priority == T.PRIO_TUN and f.field("dl_vlan") == "3901")
     lab.ovs(remote_host, ["ovs-ofctl", "-O", "OpenFlow14", "add-flow", "br-tun",
                           f"cookie={T.COOKIE:#x},{victim.spec()},actions=drop"])
