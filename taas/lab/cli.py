@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from taas.common import prereqs
 from taas.lab import Lab, default_state_file, destroy, destroy_all, list_labs
 from taas.lab.sh import LabCommandError
 
@@ -61,9 +62,12 @@ def up(spec: str | None, hosts: int | None, state: str | None, name: str, server
     """Build a lab (replaces leftovers of a lab with the same name)."""
     if server and not token:
         raise click.UsageError("--server needs --token")
-    try:
+    try:  # checks the prerequisites before it touches anything
         lb = Lab.up(spec, name, hosts=hosts, state_file=state, server=server, token=token,
                     agents=not no_agents, log=lambda m: click.echo(m, err=True))
+    except prereqs.MissingPrerequisites as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
     except (LabCommandError, ValueError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(lb.state, indent=2) if as_json else lb.status())

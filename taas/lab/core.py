@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from taas.common import prereqs
 from taas.lab import cleanup
 from taas.lab import spec as specmod
 from taas.lab.builder import Builder
@@ -58,7 +59,10 @@ class Lab(TrafficMixin, CaptureMixin, RegistrationMixin, ResetMixin, StatusMixin
         """Build a lab. `spec`: dict, YAML/JSON path, or None for the default spec;
         `hosts`: spread the layout over N hosts; `server`+`token`: register networks/ports in
         that taas-server and (if `agents`) start one taas-agent per host; `autoclean`: tear the
-        lab down when this Python process exits (tests; not the CLI, whose lab outlives it)."""
+        lab down when this Python process exits (tests; not the CLI, whose lab outlives it).
+        Raises MissingPrerequisites (before touching anything) if a tool the lab runs is
+        missing."""
+        prereqs.require("taas lab")
         specmod.check_name(name)
         if server and not token:
             raise ValueError("a server needs a token")
