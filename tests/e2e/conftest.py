@@ -95,6 +95,22 @@ class System:
         return time.monotonic() - t0
 
     # -- agents ---------------------------------------------------------------------------------
+    def caught_up(self, host: str) -> bool:
+        """The host's agent has applied and reported the server's current state for it."""
+        desired = self.admin.get(f"/v2.0/taas-agents/{host}/desired-state",
+                                 params={"timeout": 0})
+        assert desired.status_code == 200, desired.text
+        agents = self.admin.get("/v2.0/agents", params={"host": host})
+        assert agents.status_code == 200, agents.text
+        reported = [a["reported_revision"] for a in agents.json()["agents"] if a["host"] == host]
+        return bool(reported) and reported[0] >= desired.json()["desired_state"]["revision"]
+
+    def wait_caught_up(self, *hosts: str, timeout: float = 15.0) -> None:
+        """Sentinel before asserting that something did NOT happen: every given agent has
+        seen (and acted on) whatever the server has by now."""
+        for h in hosts:
+            wait_until(lambda h=h: self.caught_up(h), timeout, what=f"agent {h} caught up")
+
     def agent(self, host: str) -> dict[str, Any]:
         return next(a for a in self.lab.state["agents"] if a["host"] == host)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import System, count_icmp, record, wait_until
+from .conftest import System, count_icmp, icmp, record, wait_until
 
 pytestmark = pytest.mark.ovs
 
@@ -56,6 +56,7 @@ def test_01_mirroring_local_and_remote(system: System) -> None:
     with lab.captures({n: (None, "icmp") for n in ("mon", "vm3", "vm4", "vm5")}) as caps:
         assert lab.ping("vm1", "vm3", 5, interval=0.02)
         assert lab.ping("vm2", "vm3", 5, interval=0.02)
+        caps["mon"].wait_for(20, timeout=5)  # every copy is in: only extras could follow
     mon = caps["mon"].frames
     ip = {n: v.ip for n, v in vm.items()}
     # BOTH: requests and replies of the local (vm1) and the remote (vm2) source, once each.
@@ -78,7 +79,8 @@ def test_02_agent_restart_rewrites_nothing_and_loses_nothing(system: System) -> 
     with lab.capture("mon", bpf="icmp") as cap:
         p1 = system.ping_flood("vm1", "vm3", 300, 0.01)
         p2 = system.ping_flood("vm2", "vm3", 300, 0.01)
-        time.sleep(0.3)
+        for src in ("vm1", "vm2"):  # both sources are being mirrored before the restart
+            cap.wait_for(1, timeout=5, match=lambda f, s=ip[src]: icmp(f) == (s, ip["vm3"], 8))
         t0 = time.monotonic()
         restarted = {}
         for h in ("host1", "host2"):
@@ -91,6 +93,7 @@ def test_02_agent_restart_rewrites_nothing_and_loses_nothing(system: System) -> 
         record("agent restart (both hosts) -> converged", time.monotonic() - t0)
         sent1, recv1 = system.finish_ping(p1)
         sent2, recv2 = system.finish_ping(p2)
+        cap.wait_for(sent1 + recv1 + sent2 + recv2, timeout=10)
     frames = cap.frames
     # Every request and reply during the restart was mirrored, exactly once.
     assert (sent1, recv1, sent2, recv2) == (300, 300, 300, 300)
@@ -114,7 +117,7 @@ def test_03_server_restart(system: System) -> None:
     ip = {v.name: v.ip for v in lab.vms}
     with lab.capture("mon", bpf="icmp") as cap:
         p1 = system.ping_flood("vm1", "vm3", 100_000, 0.01)  # until stopped
-        time.sleep(0.2)
+        cap.wait_for(1, timeout=5)  # mirrored before the server goes down
         t0 = time.monotonic()
         system.server.restart()
         restarted = time.monotonic()
@@ -232,6 +235,7 @@ def test_06_port_moved_to_another_host(system: System) -> None:
                            .json()["ports"]), 10, what="vm1 bound to host2")
     with lab.captures({"mon": (None, "icmp"), "vm3": (None, "icmp")}) as caps:
         assert lab.ping("vm1", "vm3", 5, interval=0.02)
+        caps["mon"].wait_for(10, timeout=5)
     assert count_icmp(caps["mon"].frames, ip["vm1"], ip["vm3"], 8) == 5  # once, not twice
     assert count_icmp(caps["mon"].frames, ip["vm3"], ip["vm1"], 0) == 5
     assert count_icmp(caps["vm3"].frames, ip["vm1"], ip["vm3"], 8) == 5
@@ -250,7 +254,9 @@ def test_07_tap_service_delete_waits_for_agents_and_keeps_its_taas_id(system: Sy
     ts2 = system.create("tap_services", {"name": "ids2", "port_id": lab.vm("mon").port_id})
     new_id = wait_until(lambda: desired_taas_ids(system, "host1").get(ts2["id"]), 5)
     assert new_id != old_id
-    time.sleep(1.0)
+    # Sentinel: host1's agent has reported the state after the delete, so the server has had
+    # every chance to (wrongly) finish the deletion without host2.
+    system.wait_caught_up("host1")
     assert system.status("tap_services", old) == "PENDING_DELETE"
     t0 = time.monotonic()
     system.start_agents(["host2"])

@@ -152,8 +152,11 @@ class Env:
             for a, b in zip(net, net[1:] + net[:1], strict=True):
                 self.lab.ping(a, b, count=1)
 
-    def _observe(self, sends: list[Send]) -> dict[str, Counter[bytes]]:
-        """Send frames from the VMs; the frames of `sends` each VM received, counted."""
+    def _observe(self, sends: list[Send], expect: dict[str, int] | None = None
+                 ) -> dict[str, Counter[bytes]]:
+        """Send frames from the VMs; the frames of `sends` each VM received, counted. With
+        `expect` (VM -> number of those frames it must get), wait for them before the capture
+        ends: then only extras can still be on their way, which the capture's settle catches."""
         wanted = {s.data for s in sends}
         with self.lab.captures(list(NET_A + NET_B), direction="in") as caps:
             by_vm: dict[str, list[bytes]] = {}
@@ -161,6 +164,8 @@ class Env:
                 by_vm.setdefault(s.src, []).append(s.data)
             for vm, frames in by_vm.items():
                 self.lab.send_frames(vm, frames)
+            for vm, n in (expect or {}).items():
+                caps[vm].wait_for(n, timeout=5, match=lambda f: f in wanted)
         return {vm: Counter(f for f in c.frames if f in wanted) for vm, c in caps.items()}
 
     def copies(self, flows: list[Flow], s: Send) -> Counter[str]:
@@ -186,15 +191,17 @@ class Env:
               ) -> dict[str, Counter[bytes]]:
         """Send the frames; every VM gets its baseline plus exactly the modelled copies."""
         sends = self.sends if sends is None else sends
+        want: dict[str, Counter[bytes]] = {vm: Counter() for vm in self.baseline}
+        for s in sends:
+            copies = self.copies(flows, s)
+            for vm, w in want.items():
+                w[s.data] += self.baseline[vm][s.data] + copies[vm]
+        want = {vm: +w for vm, w in want.items()}
         self.prime()
-        got = self._observe(sends)
+        got = self._observe(sends, {vm: w.total() for vm, w in want.items()})
         for vm, have in got.items():
-            want: Counter[bytes] = Counter()
-            for s in sends:
-                want[s.data] += self.baseline[vm][s.data] + self.copies(flows, s)[vm]
-            want = +want
-            assert have == want, (f"{vm}: extra {_names(have - want, sends)}, "
-                                  f"missing {_names(want - have, sends)}")
+            assert have == want[vm], (f"{vm}: extra {_names(have - want[vm], sends)}, "
+                                      f"missing {_names(want[vm] - have, sends)}")
         return got
 
     # -- reset --------------------------------------------------------------------------------
@@ -306,13 +313,23 @@ def test_tap_mirror_gre_and_erspan_to_the_collector(fx: Env) -> None:
              fx.frame("vm2", "vm3"), fx.frame("vm3", BCAST), fx.frame("vm4", "vm5")]
     by = {f"{s.src}>{s.dst}": s.data for s in sends}
 
+    # Where the frames are delivered: a copy leaves the switch in the same pass as the
+    # delivery, so once they are in, only copies still crossing the underlay can follow.
+    delivered = {"vm1": {by["mon>vm1"], by[f"vm3>{BCAST}"]},
+                 "vm2": {by["vm3>vm2"], by[f"vm3>{BCAST}"]},
+                 "vm3": {by["vm1>vm3"], by["vm2>vm3"]}, "vm5": {by["vm4>vm5"]}}
+
     def at_collector() -> Counter[tuple[str, int, int, bytes]]:
         fx.prime()
-        with lab.capture("col1", bpf="ip proto 47") as cap:
+        targets = {"col1": (None, "ip proto 47"), **{vm: (None, "udp") for vm in delivered}}
+        with lab.captures(targets, direction="in") as caps:
             for s in sends:
                 lab.send_frames(s.src, [s.data])
-        frames.extend(cap.frames)
-        return Counter(d for d in _decode_tunnelled(cap.frames) if d[3] in by.values())
+            for vm, datas in delivered.items():
+                assert len(caps[vm].wait_for(len(datas), 5, lambda f, d=datas: f in d)) == \
+                    len(datas), f"{vm} did not get its frames"
+        frames.extend(caps["col1"].frames)
+        return Counter(d for d in _decode_tunnelled(caps["col1"].frames) if d[3] in by.values())
 
     frames: list[bytes] = []
     got = at_collector()
@@ -386,7 +403,7 @@ def test_two_tenants_isolated(fx: Env) -> None:
     assert r.json()["NeutronError"]["type"] == "PortDoesNotBelongToTenant"
     listed = fx.b_api.get("/v2.0/taas/tap_flows").json()["tap_flows"]
     assert [f["id"] for f in listed] == [fb["id"]]
-    time.sleep(1.0)  # longer than an agent needs to apply a change (p99 ~0.5 s)
+    fx.sys.wait_caught_up(*HOSTS)  # the agents have acted on whatever the server has now
     assert {h: fx.sys.taas_flows(h) for h in HOSTS} == before
 
 
@@ -400,11 +417,11 @@ def test_status_active_only_when_both_hosts_report(fx: Env) -> None:
     vm2_mac = lab.vm("vm2").mac
     wait_until(lambda: vm2_mac in fx.flows_text("host2"), 10,
                what="host2 installed the source's flows")
-    t_end = time.monotonic() + 1.5
-    while time.monotonic() < t_end:
-        assert fx.sys.status("tap_flows", tf["id"]) == "DOWN"
-        assert fx.sys.status("tap_services", ts["id"]) == "DOWN"
-        time.sleep(0.1)
+    # Sentinel: host2 has reported the state with the new flow; the statuses still wait
+    # for host1.
+    fx.sys.wait_caught_up("host2")
+    assert fx.sys.status("tap_flows", tf["id"]) == "DOWN"
+    assert fx.sys.status("tap_services", ts["id"]) == "DOWN"
     # host1 has no path for the service yet: nothing reaches the monitor.
     vm2_sends = [s for s in fx.sends if s.src == "vm2" or s.dst == "vm2"]
     fx.check([], vm2_sends)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from taas.lab import Lab
 from taas.lab.sh import pid_alive
 from taas.testing.server import run_server
+from taas.testing.wait import wait_until
 
 pytestmark = pytest.mark.ovs
 
@@ -32,14 +32,10 @@ def test_register_and_agents(lab_factory: Callable[..., Lab]) -> None:
             agents = lb.state["agents"]
             assert sorted(a["host"] for a in agents) == ["host1", "host2"]
             assert all(pid_alive(a["pid"]) for a in agents)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                listed = c.get("/v2.0/ports").json()["ports"]
-                bound = {p["id"]: p["binding:host_id"] for p in listed}
-                if all(bound.values()):
-                    break
-                time.sleep(0.2)
-            assert bound == {v.port_id: v.host for v in lb.vms}
+            want = {v.port_id: v.host for v in lb.vms}
+            wait_until(lambda: {p["id"]: p["binding:host_id"] for p in
+                                c.get("/v2.0/ports").json()["ports"]} == want, 20, 0.1,
+                       "every port bound to its VM's host")
             # Registering again (shared server, lab reset in between) is accepted.
             lb.register(srv.url, srv.tokens["admin"])
             lb.down()

@@ -6,7 +6,6 @@ import ipaddress
 import json
 import re
 import secrets
-import time
 
 import pytest
 
@@ -46,15 +45,21 @@ def test_different_networks_cannot_talk(lab: Lab) -> None:
     # Make net-b on-link for vm1 so it really ARPs for vm4/vm5 on its own segment.
     lab.exec("vm1", f"ip route add {net_b.cidr} dev eth0")
     try:
-        marker = secrets.token_bytes(8)
-        with lab.captures(["vm4", "vm5"]) as caps:
+        marker, sentinel = secrets.token_bytes(8), secrets.token_bytes(8)
+        with lab.captures(["vm4", "vm5", "mon", "vm2"]) as caps:
             assert lab.ping("vm1", vm4.ip, 2, timeout=0.3).received == 0
             assert lab.ping("vm1", vm5.ip, 2, timeout=0.3).received == 0
             # Straight L2: unicast to their MACs and a broadcast, from both hosts' sides.
             lab.send_frames("vm1", [frame(vm4.mac, vm1.mac, marker),
                                     frame(vm5.mac, vm1.mac, marker),
                                     frame(BROADCAST, vm1.mac, marker)])
-        for name, cap in caps.items():
+            # Sentinel: a broadcast vm1 sends next in its own network reaches a VM on each
+            # host (mon: host1 like vm4, vm2: host2 like vm5), so every frame before it has
+            # been through both switches.
+            lab.send_frames("vm1", [frame(BROADCAST, vm1.mac, sentinel)])
+            for seen_by in ("mon", "vm2"):
+                assert caps[seen_by].wait_for(1, timeout=5, match=lambda f: sentinel in f)
+        for name, cap in ((n, caps[n]) for n in ("vm4", "vm5")):
             assert not [f for f in cap.frames if f[6:12] == bytes.fromhex(
                 vm1.mac.replace(":", ""))], f"{name} saw frames from vm1"
             assert not with_marker(cap.frames, marker)
@@ -153,9 +158,7 @@ def test_reset_removes_taas_artefacts_only(lab: Lab) -> None:
     lab.ovs(h, ["ovs-vsctl", "set", "Port", vm1.host_interface, "tag=99"])
     lab.ovs(h, ["ovs-vsctl", "del-port", "br-int", mon.host_interface])  # unplugged
     sleeper = lab.popen("vm1", "sleep 100")
-    t0 = time.monotonic()
-    lab.reset()
-    assert time.monotonic() - t0 < 5
+    lab.reset()  # (its duration is measured by bench/lab_bench.py, not asserted here)
     assert sleeper.poll() is not None
     assert lab.ofport(h, mon.host_interface) == mon.ofport
     assert sorted(lab.ovs(h, ["ovs-vsctl", "list-br"]).split()) == ["br-int", "br-phy", "br-tun"]
