@@ -24,6 +24,17 @@ _ACTION_NAME = re.compile(r"(?:^|[,(])([A-Za-z_]+)")
 _RESUBMIT = re.compile(r"resubmit\(,(\d+)\)")
 
 
+def _check_actions(table: Table, actions: str) -> None:
+    kinds = set(_ACTION_NAME.findall(actions))
+    if not kinds <= table.actions:
+        raise PipelineError(f"{table}: actions {sorted(kinds - table.actions)} not declared")
+    if "resubmit" in kinds:
+        targets = {int(t) for t in _RESUBMIT.findall(actions)}
+        if not targets <= table.goto:
+            raise PipelineError(f"{table}: resubmit to {sorted(targets - table.goto)} "
+                                "not declared")
+
+
 class Flow(NamedTuple):
     """One OpenFlow flow: table, priority, match fields (sorted ``k=v`` tokens), actions.
 
@@ -37,32 +48,31 @@ class Flow(NamedTuple):
 
     @classmethod
     def make(cls, table: Table, priority: int, match: dict[str, str] | None, actions: str,
-             continuation: str | None = None) -> Flow:
+             continuation: str | None = None, *, checked: set[tuple[int, str]] | None = None
+             ) -> Flow:
         """A flow of ``table``, checked against its declaration (``tables.Table``).
 
         ``continuation`` (the L2 agent's next step, configurable, so not ours to check) is
-        appended to the checked actions, in tables declared to continue.
+        appended to the checked actions, in tables declared to continue. ``checked``: (table,
+        actions) pairs already found good (one compile repeats most action texts).
         """
         match = match or {}
-        bad = match.keys() - table.matches
-        if bad:
-            raise PipelineError(f"{table}: match on {sorted(bad)} not declared")
+        if not table.matches.issuperset(match):
+            raise PipelineError(f"{table}: match on {sorted(match.keys() - table.matches)} "
+                                "not declared")
         if priority not in table.priorities:
             raise PipelineError(f"{table}: priority {priority} not declared")
-        kinds = set(_ACTION_NAME.findall(actions))
-        if not kinds <= table.actions:
-            raise PipelineError(f"{table}: actions {sorted(kinds - table.actions)} not declared")
-        if "resubmit" in kinds:
-            targets = {int(t) for t in _RESUBMIT.findall(actions)}
-            if not targets <= table.goto:
-                raise PipelineError(f"{table}: resubmit to {sorted(targets - table.goto)} "
-                                    "not declared")
+        key = (id(table), actions)
+        if checked is None or key not in checked:
+            _check_actions(table, actions)
+            if checked is not None:
+                checked.add(key)
         if continuation is not None:
             if not table.continues:
                 raise PipelineError(f"{table}: no continuation declared")
             actions = f"{actions},{continuation}"
-        tokens = tuple(sorted(f"{k}={v}" for k, v in match.items()))
-        return cls(table.number, priority, tokens, actions)
+        return cls(table.number, priority, tuple(sorted(f"{k}={v}" for k, v in match.items())),
+                   actions)
 
     @classmethod
     def raw(cls, table: int, priority: int, match: dict[str, str] | None, actions: str) -> Flow:
@@ -177,11 +187,12 @@ class FlowSet:
 
     def __init__(self) -> None:
         self.by_bridge: dict[str, set[Flow]] = {br: set() for br in BRIDGES}
+        self._checked: set[tuple[int, str]] = set()  # (table, actions) found good
 
     def add(self, table: Table, priority: int, match: dict[str, str] | None, actions: str,
             continuation: str | None = None) -> None:
         self.by_bridge[table.bridge].add(Flow.make(table, priority, match, actions,
-                                                   continuation))
+                                                   continuation, checked=self._checked))
 
     def frozen(self) -> dict[str, frozenset[Flow]]:
         return {br: frozenset(fs) for br, fs in self.by_bridge.items()}
