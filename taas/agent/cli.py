@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from taas.agent.agent import Agent, AgentConfig
 from taas.agent.client import ServerClient
 from taas.agent.port_monitor import PortMonitor
+from taas.common import prereqs
 
 LOG = logging.getLogger("taas.agent")
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s [%(threadName)s] %(name)s: %(message)s"
@@ -73,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.token:
         build_parser().error("--token or $TAAS_TOKEN is required")
+    try:  # before anything runs: a missing ovs-ofctl would otherwise fail every sync
+        prereqs.require("taas-agent")
+    except prereqs.MissingPrerequisites as e:
+        print(f"taas-agent: {e}", file=sys.stderr)
+        return 2
     setup_logging(args.log_file, args.log_level)
 
     from taas.agent.ovs.driver import OvsDriver  # the switch-facing half

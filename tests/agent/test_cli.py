@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,20 @@ def test_continuation_reaches_the_driver(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(Stop):
         main([*REQUIRED, "--token", "t", "--continuation", "resubmit(,60)"])
     assert seen["continuation"] == "resubmit(,60)"
+
+
+def test_missing_ovs_commands_are_named_with_their_package_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import taas.agent.ovs.driver as driver_mod
+
+    def no_driver(*_a: object, **_k: object) -> None:
+        raise AssertionError("the agent started without its prerequisites")
+
+    monkeypatch.setattr(driver_mod, "OvsDriver", no_driver)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ovs-vsctl, no ovs-ofctl
+    assert main([*REQUIRED, "--token", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "ovs-vsctl (Debian package openvswitch-switch)" in err
+    assert "ovs-ofctl (Debian package openvswitch-common)" in err
+    assert "apt-get install openvswitch-common openvswitch-switch" in err
