@@ -379,14 +379,14 @@ def test_incremental_sync_spawns_no_process_and_verify_repairs_in_place_edits(
         lab: Lab, taas: Taas, monkeypatch: pytest.MonkeyPatch) -> None:
     from taasdp import local_ports
 
-    from taas.agent.ovs import switch
+    from taas.agent.ovs import tool
 
     taas.service("S1", "mon", 3901)
     taas.flow("f1", "S1", "vm1", "OUT")
-    taas.sync()  # warms the OVSDB replica and the OpenFlow connections
+    taas.sync()  # warms the OVSDB replica and the OpenFlow connections (and probes spelling)
     calls: list[str] = []
-    real = switch._run
-    monkeypatch.setattr(switch, "_run",
+    real = tool.run
+    monkeypatch.setattr(tool, "run",
                         lambda args, **kw: calls.append(args[0]) or real(args, **kw))
     remote_vm = next(v.name for v in lab.vms if v.host != lab.vm("mon").host)
     taas.flow("f2", "S1", remote_vm, "IN", "10-20,30")

@@ -89,3 +89,16 @@ def test_unknown_vocabulary_is_refused_for_the_ofctl_fallback(flow: Flow) -> Non
 
 def test_split_actions_respects_parentheses() -> None:
     assert ofwire.split_actions("clone(a,b(c,d)),e, f") == ["clone(a,b(c,d))", "e", "f"]
+
+
+def test_hello_must_admit_openflow_14() -> None:
+    """A bridge restricted to older versions is named at connect time (bundles need 1.4)."""
+    import struct
+
+    from taas.agent.ovs.ofconn import _speaks_14
+
+    bitmap = struct.Struct("!HHI")
+    assert _speaks_14(0x06, bitmap.pack(1, 8, (1 << 5) | (1 << 6)))
+    assert _speaks_14(0x05, b"")  # no bitmap: the header version decides
+    assert not _speaks_14(0x04, b"")  # e.g. protocols=OpenFlow13 on the bridge
+    assert not _speaks_14(0x06, bitmap.pack(1, 8, 1 << 6))  # 1.5 only

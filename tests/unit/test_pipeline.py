@@ -7,8 +7,16 @@ from fakeof import FakeHost
 from test_compiler import Cloud, facts_for
 
 from taas.agent.ovs import tables as T
-from taas.agent.ovs.compile import BR_INT, BR_TAP, BR_TUN, held_taas_ids, held_vlans
-from taas.agent.ovs.flows import Flow, FlowSet, PipelineError, parse_dump_line
+from taas.agent.ovs.compile import (
+    BR_INT,
+    BR_TAP,
+    BR_TUN,
+    held_taas_ids,
+    held_vlans,
+    probe_flows,
+    probe_source,
+)
+from taas.agent.ovs.flows import _ACTION_NAME, Flow, FlowSet, PipelineError, parse_dump_line
 from taas.common.desired_state import TapMirrorState
 
 
@@ -110,3 +118,17 @@ def test_fake_switch_refuses_overlapping_flows_of_one_priority() -> None:
     prefix = Flow(210, 101, ("in_port=5", "vlan_tci=0x1008/0x1ff8"), "drop")  # VLANs 8-15
     with pytest.raises(AssertionError, match="overlapping"):
         FakeHost({BR_INT: frozenset({exact, prefix})}, f)
+
+
+def test_probe_covers_every_declared_table_priority_match_and_action() -> None:
+    flows = {(br, f) for br, fs in probe_source().flows.items() for f in fs}
+    seen_prio = {(br, f.table, f.priority) for br, f in flows}
+    assert seen_prio == {(t.bridge, t.number, p) for t in T.TABLES for p in t.priorities}
+    for t in T.TABLES:
+        mine = [f for br, f in flows if (br, f.table) == (t.bridge, t.number)]
+        fields = {tok.partition("=")[0] for f in mine for tok in f.match}
+        assert fields == t.matches, t
+        actions = {a for f in mine for a in _ACTION_NAME.findall(f.actions)} - {"NORMAL"}
+        assert actions == t.actions, t
+    assert len(probe_flows()) == len({f for _, f in flows})
+    assert all(f.table == T.PROBE_TABLE for f in probe_flows())

@@ -30,11 +30,18 @@ from taas.agent.ovs.flows import (
 )
 from taas.agent.ovs.tables import BR_INT, BR_TAP, BR_TUN
 from taas.agent.ports import LocalPort
-from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
+from taas.common.desired_state import (
+    DesiredState,
+    PortFacts,
+    ResourceStatus,
+    TapFlowState,
+    TapMirrorState,
+    TapServiceState,
+)
 from taas.common.vlans import VLAN_ID_MAX, parse_vlan_filter
 
 __all__ = ["BR_INT", "BR_TAP", "BR_TUN", "BridgeFacts", "Compiled", "compile_host",
-           "copy_vlans", "held_vlans", "static_flows"]
+           "copy_vlans", "held_vlans", "probe_flows", "static_flows"]
 
 
 @dataclass(frozen=True)
@@ -455,6 +462,8 @@ def copy_vlans(br: str, f: Flow) -> set[int]:
     tests/unit/test_readback.py compiles states, reads their flows back as text and checks
     that this finds exactly the compiled taas_ids and mirror VLANs.
     """
+    if f.table == T.PROBE_TABLE:
+        return set()  # the spelling probe's synthetic flows (left over if a probe broke off)
     out = {int(m.group(1)) & 0xFFF for m in _SET_VID.finditer(f.actions)}
     v = f.field("dl_vlan")
     if v is not None and f.table == 0 and (
@@ -473,3 +482,35 @@ def held_vlans(flows: Mapping[str, Iterable[Flow]]) -> set[int]:
 def held_taas_ids(flows: Mapping[str, Iterable[Flow]]) -> tuple[int, ...]:
     """The taas_ids among them (sorted); the rest are tap mirror VLANs."""
     return tuple(sorted(v for v in held_vlans(flows) if 1 <= v < T.MIRROR_VLAN_FIRST))
+
+
+# --- the spelling probe ------------------------------------------------------------------------
+
+
+def probe_source(continuation: str = "NORMAL") -> Compiled:
+    """A small synthetic host whose compile uses every table, priority, match field and
+    action the compiler writes (local and remote services, IN/OUT/BOTH, exact and prefix
+    vlan_filters, a tap mirror, a tunnel hook) with the given continuation."""
+    mac = "fa:16:3e:00:00:{:02x}".format
+    ports = {f"p{i}": LocalPort(f"p{i}", 10 + i, 1, mac(i), f"p{i}") for i in range(3)}
+    facts = {pid: PortFacts(pid, "net", p.mac, 100, "probe") for pid, p in ports.items()}
+    desired = DesiredState(
+        "probe", 0,
+        (TapServiceState("s-local", "", "p0", 3001, 16_003_001, "probe", "192.0.2.1"),
+         TapServiceState("s-remote", "", "remote", 3002, 16_003_002, "other", "192.0.2.2")),
+        (TapFlowState("f-out", "", "s-local", "p1", "OUT", "10-13,20"),
+         TapFlowState("f-in", "", "s-remote", "p1", "IN", None),
+         TapFlowState("f-both", "", "s-remote", "p2", "BOTH", "6-7,9"),
+         TapFlowState("f-in-filtered", "", "s-local", "p0", "IN", "30")),
+        (TapMirrorState("m", "", "p2", {"IN": 5}, "192.0.2.9", "gre"),),
+        facts)
+    bridge = BridgeFacts(int_patch_tap=1, tap_patch_int=1, tap_patch_tun=2, tun_patch_tap=1,
+                         int_patch_tun=2, vxlan_ports={"192.0.2.2": 3},
+                         mirror_ports={("m", "IN"): 4})
+    return compile_host(desired, ports, bridge, continuation=continuation)
+
+
+def probe_flows(continuation: str = "NORMAL") -> list[Flow]:
+    """``probe_source``'s flows, moved into PROBE_TABLE at distinct priorities (1, 2, ...)."""
+    flows = sorted({f for fs in probe_source(continuation).flows.values() for f in fs})
+    return [f._replace(table=T.PROBE_TABLE, priority=i) for i, f in enumerate(flows, start=1)]

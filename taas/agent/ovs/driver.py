@@ -24,10 +24,12 @@ from taas.agent.ovs.compile import (
     compile_host,
     held_taas_ids,
     held_vlans,
+    probe_flows,
     static_flows,
 )
 from taas.agent.ovs.flows import Flow
-from taas.agent.ovs.switch import Iface, OpenFlowBridge, Ovsdb, OvsdbView, SwitchError
+from taas.agent.ovs.ovsdb import Iface, Ovsdb, OvsdbView
+from taas.agent.ovs.switch import OpenFlowBridge, SwitchError, ovs_spelling
 from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
 
@@ -84,6 +86,12 @@ class OvsDriver:
         # switch (first sync); ``_vlans_orphan``: mirror-range VLANs seen there, owner unknown.
         self._mirror_vlans: dict[tuple[str, str], int] | None = None
         self._vlans_orphan: frozenset[int] = frozenset()
+        # Whether OVS dumps flows exactly as the compiler spells them, probed once per switch
+        # (first sync, and after each setup: an OVS restart may be an upgrade). When it does
+        # not, ``_respelled`` holds each compiled flow in OVS's own spelling, and flows are
+        # compared in it, so the periodic verify does not delete and re-add them every time.
+        self._probed = False
+        self._respelled: dict[Flow, Flow] | None = None
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -107,6 +115,7 @@ class OvsDriver:
         args += ["--", "set", "Open_vSwitch", ".", "other_config:vlan-limit=2"]
         self.ovsdb.vsctl(*args)
         self._applied.clear()
+        self._probed = False
         facts = self._facts(fresh=True)[0]
         self._map(lambda br: self.of[br].apply((), static_flows(facts)[br]),  # idempotent add
                   [BR_INT, BR_TAP, BR_TUN])
@@ -164,6 +173,8 @@ class OvsDriver:
         if self._reconcile_mirror_ports(desired, ports, ifaces):
             facts, ifaces = self._facts(fresh=True)  # new ports' ofports, as ovs-vsctl waited
             dumped = {}  # (flows are not touched by port changes, but do not rely on it)
+        if not self._probed:
+            self._probe()
         compiled = self._compile(desired, ports, facts)
         # Until every bridge has converged, the switch may hold the old and the new VLANs.
         held = self._mirror_vlans or {}
@@ -203,6 +214,57 @@ class OvsDriver:
             LOG.info("host %s: +%d -%d flows", self.host, added, removed)
         return SyncResult(compiled.statuses, compiled.taas_ids, added, removed)
 
+    def probe_spelling(self) -> list[tuple[Flow, Flow | None]]:
+        """Write the compiler's vocabulary (``probe_flows``) to an inert table of br-tap under
+        our cookie, read it back, remove it. Returns the flows OVS dumps differently: (as
+        written, as dumped or None). Empty: text comparison is exact."""
+        written = probe_flows(self.continuation)
+        of = self.of[BR_TAP]
+        dumped: set[Flow] = set()
+        try:
+            of.apply((), written)
+            dumped = of.dump(T.PROBE_TABLE)
+        finally:
+            of.apply(set(written) | dumped, ())
+        by_prio = {f.priority: f for f in dumped}
+        return [(f, by_prio.get(f.priority)) for f in written if f not in dumped]
+
+    def _probe(self) -> None:
+        try:
+            differ = self.probe_spelling()
+        except SwitchError as e:
+            LOG.warning("host %s: flow spelling probe failed (%s); retried at the next sync",
+                        self.host, e)
+            return
+        self._probed = True
+        if not differ:
+            if self._respelled is not None:
+                LOG.info("host %s: OVS spells flows as the compiler does again", self.host)
+            self._respelled = None
+            return
+        wrote, got = differ[0]
+        LOG.warning(
+            "host %s: OVS dumps %d of %d probe flows differently than the compiler writes them "
+            "(e.g. wrote %r, OVS dumps %r); flows are compared in OVS's own spelling from now "
+            "on (parsed by ovs-ofctl) so the periodic verify does not rewrite them", self.host,
+            len(differ), len(probe_flows(self.continuation)),
+            f"{wrote.match} {wrote.actions}", f"{got.match} {got.actions}" if got else None)
+        self._respelled = {}
+        self._compiled = None
+
+    def _respell(self, compiled: Compiled) -> Compiled:
+        """``compiled`` in OVS's spelling (each flow parsed by OVS once, then remembered)."""
+        assert self._respelled is not None
+        every = {f for fs in compiled.flows.values() for f in fs}
+        new = every - self._respelled.keys()
+        if new:
+            self._respelled.update(ovs_spelling(new))
+        if len(self._respelled) > 2 * len(every) + 1000:  # forget flows long gone
+            self._respelled = {f: self._respelled[f] for f in every}
+        spelled = {br: frozenset(self._respelled[f] for f in fs)
+                   for br, fs in compiled.flows.items()}
+        return replace(compiled, flows=spelled)
+
     def _compile(self, desired: DesiredState, ports: Mapping[str, LocalPort],
                  facts: BridgeFacts) -> Compiled:
         held = dict(self._mirror_vlans or {})
@@ -211,6 +273,8 @@ class OvsDriver:
             return self._compiled[1]
         compiled = compile_host(desired, ports, facts, self.host, self.continuation,
                                 mirror_vlans=held, reserved_vlans=self._vlans_orphan)
+        if self._respelled is not None:
+            compiled = self._respell(compiled)
         self._compiled = (key, compiled)
         return compiled
 

@@ -89,6 +89,10 @@ CANARY_TABLE = 250
 CANARY = {br: Table(br, CANARY_TABLE, "CANARY", frozenset(), frozenset({0}), frozenset({"drop"}))
           for br in BRIDGES}
 
+# The spelling probe: the compiler's vocabulary, written to br-tap in this table (which nothing
+# resubmits to: inert) at start-up and read back (OvsDriver.probe_spelling).
+PROBE_TABLE = 251
+
 TABLES: tuple[Table, ...] = (INT_CLASSIFY, INT_OUT, INT_IN, INT_IN_BCAST, TAP_CLASSIFY,
                              TUN_CLASSIFY, *CANARY.values())
 
