@@ -244,7 +244,23 @@ class Agent:
                     self._desired_received_at = time.monotonic()
                     self._cond.notify_all()
 
+    def _turn(self, wait: Callable[[float], float | None]) -> float | None:
+        """Under the lock: sleep on the condition until ``wait(now)`` (a schedule's) says act.
+        Returns that ``now``, or None once the agent stops."""
+        while not self._stop.is_set():
+            now = time.monotonic()
+            delay = wait(now)
+            if delay is None:
+                return now
+            self._cond.wait(delay)
+        return None
+
     # -- converge thread -----------------------------------------------------------------------
+    def _converge_inputs(self) -> ConvergeInputs:
+        return ConvergeInputs(self._ports_version if self._ports is not None else None,
+                              self._desired_version if self._desired is not None else None,
+                              self._reset_pending)
+
     def _converge_loop(self) -> None:
         cfg = self.config
         sched = ConvergeSchedule(
@@ -254,19 +270,10 @@ class Agent:
             error_report_after=cfg.error_report_after)
         while True:
             with self._cond:
-                while True:
-                    if self._stop.is_set():
-                        return
-                    now = time.monotonic()
-                    inp = ConvergeInputs(
-                        self._ports_version if self._ports is not None else None,
-                        self._desired_version if self._desired is not None else None,
-                        self._reset_pending)
-                    delay = sched.wait(inp, now)
-                    if delay is None:
-                        break
-                    self._cond.wait(delay)
-                plan = sched.plan(inp, now)
+                now = self._turn(lambda now: sched.wait(self._converge_inputs(), now))
+                if now is None:
+                    return
+                plan = sched.plan(self._converge_inputs(), now)
                 ports, desired, received_at = self._ports, self._desired, self._desired_received_at
                 if plan.reset:
                     self._reset_pending = False
@@ -411,14 +418,10 @@ class Agent:
                                min_backoff=cfg.min_backoff, max_backoff=cfg.max_backoff)
         while True:
             with self._cond:
-                while True:
-                    if self._stop.is_set():
-                        return
-                    now = time.monotonic()
-                    delay = sched.wait(now, self._ports_dirty_since, self._report_dirty)
-                    if delay is None:
-                        break
-                    self._cond.wait(delay)
+                now = self._turn(
+                    lambda now: sched.wait(now, self._ports_dirty_since, self._report_dirty))
+                if now is None:
+                    return
                 plan = sched.plan(now, self._ports_dirty_since is not None, self._report_dirty,
                                   self._ports is not None, self._report is not None)
                 ports, report = self._ports, self._report
