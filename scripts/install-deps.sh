@@ -13,6 +13,41 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $missing
 fi
+# The Neutron lab (`taas lab up --neutron`, tests/neutron): Debian's OpenStack Zed
+# neutron-server and neutron-openvswitch-agent (they run on Debian's /usr/bin/python3) and
+# RabbitMQ. ~280 packages, ~70-150 s the first time. No service may start or keep running:
+# the lab starts its own inside its namespaces.
+NEUTRON_DEB_PKGS="neutron-server neutron-openvswitch-agent rabbitmq-server"
+missing=""
+for p in $NEUTRON_DEB_PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # No debconf questions: no dbconfig, no keystone endpoint registration, no rabbit setup.
+  debconf-set-selections <<'PRESEED'
+neutron-common neutron-common/dbconfig-install boolean false
+neutron-common neutron/configure_db boolean false
+neutron-common neutron/configure_ksat boolean false
+neutron-common neutron/configure_rabbit boolean false
+neutron-server neutron/register-endpoint boolean false
+neutron-api neutron/register-endpoint boolean false
+dbconfig-common dbconfig-common/dbconfig-install boolean false
+PRESEED
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then  # keep invoke-rc.d from starting the services
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; made_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+for svc in neutron-server neutron-openvswitch-agent neutron-rpc-server rabbitmq-server; do
+  if [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+
 # The lab runs its own OVS daemons per host namespace; the distribution's system-wide
 # instance (if the package's postinst started one) is not used and must not linger.
 if pgrep -x ovs-vswitchd >/dev/null || pgrep -x ovsdb-server >/dev/null; then

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "br-int, so tapped ports keep its anti-spoofing and firewall "
                         "(default: %(default)s, right for an L2 agent that switches with "
                         "NORMAL; for a table chain e.g. 'resubmit(,60)')")
+    p.add_argument("--hook-table", type=int, default=0,
+                   help="br-int table of the hooks that make a port's copies (default: "
+                        "%(default)s). Beside neutron-openvswitch-agent: the table its pipeline "
+                        "reaches only with frames that passed anti-spoofing (60 with the noop "
+                        "firewall), with --continuation the action of that table's flow "
+                        "(NORMAL): forged frames are then neither copied nor let through")
     p.add_argument("--report-interval", type=float, default=10.0,
                    help="heartbeat period in seconds (default: %(default)s)")
     p.add_argument("--resync-interval", type=float, default=2.0,
@@ -94,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     driver = OvsDriver(args.ovsdb, args.ovs_rundir, args.host, args.tunnel_ip,
                        int_br=args.integration_bridge, tun_br=args.tunnel_bridge,
-                       tap_br=args.tap_bridge, continuation=args.continuation)
+                       tap_br=args.tap_bridge, continuation=args.continuation,
+                       hook_table=args.hook_table)
     client = ServerClient(args.server, args.token, args.host)
     config = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip,
                          report_interval=args.report_interval,

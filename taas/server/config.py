@@ -13,6 +13,7 @@ from taas.common.vlans import DEAD_VLAN, MIRROR_VLAN_FIRST, TAAS_ID_END
 
 DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
 AUTH_STRATEGIES = ("token", "noauth")
+PORT_BACKENDS = ("builtin", "neutron")
 
 
 class ConfigError(Exception):
@@ -42,6 +43,17 @@ class Settings:
     public_endpoint: str | None = None
     # Seconds a write waits for another process's SQLite lock before giving up (then 503).
     sqlite_busy_timeout: float = 30.0
+    # Where networks and ports come from: "builtin" (the server's own /v2.0/networks and
+    # /v2.0/ports) or "neutron" (read from neutron-server, see taas/server/ports/neutron.py).
+    port_backend: str = "builtin"
+    neutron_url: str | None = None
+    # Keystone token for neutron-server (empty under Neutron's noauth).
+    neutron_token: str | None = None
+    # RabbitMQ URL of Neutron's notifications (oslo.messaging "messagingv2" driver); without it
+    # changes are only picked up by the periodic full resync.
+    neutron_transport_url: str | None = None
+    neutron_exchange: str = "neutron"
+    neutron_resync_interval: float = 60.0
 
     def validate(self) -> None:
         # [start, end) must stay below the agents' tap mirror VLANs (and the dead VLAN).
@@ -58,6 +70,13 @@ class Settings:
         if self.auth_strategy not in AUTH_STRATEGIES:
             raise ConfigError(f"auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}, "
                               f"got {self.auth_strategy!r}")
+        if self.port_backend not in PORT_BACKENDS:
+            raise ConfigError(f"port_backend must be one of {', '.join(PORT_BACKENDS)}, "
+                              f"got {self.port_backend!r}")
+        if self.port_backend == "neutron" and not self.neutron_url:
+            raise ConfigError("port_backend = neutron needs neutron_url")
+        if self.neutron_resync_interval <= 0:
+            raise ConfigError("neutron_resync_interval must be positive")
         if not (0 < self.port < 65536):
             raise ConfigError(f"port must be 1..65535, got {self.port}")
         if self.public_endpoint is not None:

@@ -183,6 +183,7 @@ def compile_host(
     continuation: str = "NORMAL",
     mirror_vlans: Mapping[tuple[str, str], int] | None = None,
     reserved_vlans: Iterable[int] = (),
+    hook_table: int = T.INT_CLASSIFY.number,
 ) -> Compiled:
     """Compile the full set of taas flows of one host and the status of each resource.
 
@@ -202,7 +203,7 @@ def compile_host(
     _remote_paths(b, {t: remote_path[t] for t in remote_used})
     taps = _cap_in_ports(b, taps, ports)
     out_by_src, in_by_net = _copy_tables(b, taps, ports)
-    _hooks(b, ports, port_err, out_by_src, in_by_net, continuation)
+    _hooks(b, ports, port_err, out_by_src, in_by_net, continuation, hook_table)
     return Compiled(flows=b.flows.frozen(), statuses=tuple(b.statuses),
                     taas_ids=tuple(sorted(b.used_ids)), mirror_vlans=assigned)
 
@@ -421,12 +422,25 @@ def _group_flows(b: _Build, table: T.Table, match: dict[str, str], taps: list[_T
             b.flows.add(table, T.PRIO_COPY + 1, {**match, k: v}, b.copy(plain + sinks))
 
 
+def hooks_table(number: int) -> T.Table:
+    """The table of the per-port hooks: br-int table 0 by default; beside an L2 agent whose
+    pipeline reaches another table only with frames that passed its anti-spoofing (Neutron's
+    table 60, noop firewall), that one, so forged frames are neither copied nor let through
+    (docs/neutron.md). Delivery from br-tap stays in table 0."""
+    if number == T.INT_CLASSIFY.number:
+        return T.INT_CLASSIFY
+    return replace(T.INT_CLASSIFY, number=number, name="HOOK",
+                   priorities=frozenset({T.PRIO_HOOK}))
+
+
 def _hooks(
     b: _Build, ports: Mapping[str, LocalPort], port_err: Mapping[str, str],
     out_by_src: Mapping[str, list[_Tap]], in_by_net: Mapping[int, list[_Tap]],
-    continuation: str,
+    continuation: str, hook_table: int = T.INT_CLASSIFY.number,
 ) -> None:
-    """br-int table 0: send tapped traffic through OUT/IN, then continue (the L2 agent's)."""
+    """br-int table 0 (or `hook_table`): send tapped traffic through OUT/IN, then continue
+    (the L2 agent's)."""
+    table = hooks_table(hook_table)
     for p in sorted(ports.values(), key=lambda p: p.ofport):
         if not wired(p) or p.port_id in port_err:
             continue  # a dead port's frames are no network's: never copied, never hooked
@@ -436,13 +450,13 @@ def _hooks(
         if p.local_vlan in in_by_net:
             steps.append(resubmit(T.INT_IN))
         if len(steps) > 1:
-            b.flows.add(T.INT_CLASSIFY, T.PRIO_HOOK, {"in_port": str(p.ofport)}, clone(*steps),
+            b.flows.add(table, T.PRIO_HOOK, {"in_port": str(p.ofport)}, clone(*steps),
                         continuation)
     if b.facts.int_patch_tun is not None:
         for net in sorted(in_by_net):
             # From other hosts frames carry the local VLAN: strip it so the copy is the frame
             # the VM gets, and take the network context from it.
-            b.flows.add(T.INT_CLASSIFY, T.PRIO_HOOK,
+            b.flows.add(table, T.PRIO_HOOK,
                         {"in_port": str(b.facts.int_patch_tun), "dl_vlan": str(net)},
                         clone("pop_vlan", set_reg(T.REG_NET, net), resubmit(T.INT_IN)),
                         continuation)

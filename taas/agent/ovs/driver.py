@@ -61,6 +61,7 @@ class OvsDriver:
     def __init__(
         self, ovsdb: str, rundir: str, host: str, tunnel_ip: str, int_br: str = "br-int",
         tun_br: str = "br-tun", tap_br: str = "br-tap", continuation: str = "NORMAL",
+        hook_table: int = 0,
     ) -> None:
         self.host = host
         self.tunnel_ip = tunnel_ip
@@ -68,6 +69,7 @@ class OvsDriver:
         # What a mirrored frame does next on br-int: NORMAL in the lab; a Neutron node with the
         # OVS firewall would continue in the L2 agent's pipeline instead (e.g. resubmit(,60)).
         self.continuation = continuation
+        self.hook_table = hook_table  # where copies are made (docs/neutron.md)
         self.ovsdb = Ovsdb(ovsdb)  # writes (and reads when the view is not ready)
         self.view = OvsdbView(ovsdb)  # reads: a replica kept by the IDL, no process per sync
         self.of = {BR_INT: OpenFlowBridge(rundir, int_br), BR_TAP: OpenFlowBridge(rundir, tap_br),
@@ -272,7 +274,8 @@ class OvsDriver:
         if self._compiled is not None and self._compiled[0] == key:
             return self._compiled[1]
         compiled = compile_host(desired, ports, facts, self.host, self.continuation,
-                                mirror_vlans=held, reserved_vlans=self._vlans_orphan)
+                                mirror_vlans=held, reserved_vlans=self._vlans_orphan,
+                                hook_table=self.hook_table)
         if self._respelled is not None:
             compiled = self._respell(compiled)
         self._compiled = (key, compiled)

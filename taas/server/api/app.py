@@ -18,8 +18,8 @@ from taas.server.config import Settings
 from taas.server.db.session import Database
 from taas.server.drivers.base import load_driver
 from taas.server.drivers.notifier import PostgresListener, RevisionNotifier
+from taas.server.ports import build_inventory
 from taas.server.services.agents import Agents
-from taas.server.services.inventory import Inventory
 from taas.server.services.tap import TapResources
 
 LOG = logging.getLogger(__name__)
@@ -32,15 +32,18 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     driver = load_driver(settings, notifier, db.is_postgres)
     taps = TapResources(settings, driver)
     listener = PostgresListener(settings.db_url, notifier) if db.is_postgres else None
+    inventory = build_inventory(settings, driver, taps, db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         notifier.bind(asyncio.get_running_loop())
         if listener:
             listener.start()
+        inventory.start()  # a backend that follows an external source (Neutron)
         try:
             yield
         finally:
+            inventory.stop()
             if listener:
                 listener.stop()
             db.dispose()
@@ -55,7 +58,7 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.tokens = tokens or TokenStore.from_file(
         settings.tokens_file if settings.auth_strategy == "token" else None)
     app.state.taps = taps
-    app.state.inventory = Inventory(settings, driver, taps)
+    app.state.inventory = inventory
     app.state.agents = Agents(settings, driver)
     install_error_handlers(app)
     # Outermost last: BodyLimit sees the request first, CatchAll wraps the routes.

@@ -29,6 +29,12 @@ class Inventory:
         self.driver = driver
         self.taps = taps
 
+    def start(self) -> None:
+        """Background work of a backend (the built-in one has none)."""
+
+    def stop(self) -> None:
+        """Undo `start`."""
+
     def _changed(self, uow: UnitOfWork, kind: str, row: Any) -> None:
         """Ports feed desired states (MAC, network, host): bump the revision."""
         self.driver.state_changed_precommit(DriverContext(kind, row, uow.session))
