@@ -56,15 +56,27 @@ def lab() -> None:
 @click.option("--server", default=None, help="taas-server URL: register networks and ports.")
 @click.option("--token", default=None, help="Admin token for --server.")
 @click.option("--no-agents", is_flag=True, help="With --server: do not start taas-agents.")
+@click.option("--neutron", is_flag=True,
+              help="With a real neutron-server, neutron-openvswitch-agents, its own taas-server "
+                   "(Neutron port backend) and taas-agents (docs/neutron.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state file.")
 def up(spec: str | None, hosts: int | None, state: str | None, name: str, server: str | None,
-       token: str | None, no_agents: bool, as_json: bool) -> None:
+       token: str | None, no_agents: bool, neutron: bool, as_json: bool) -> None:
     """Build a lab (replaces leftovers of a lab with the same name)."""
     if server and not token:
         raise click.UsageError("--server needs --token")
+    if neutron and server:
+        raise click.UsageError("--neutron starts its own taas-server: no --server")
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
     try:  # checks the prerequisites before it touches anything
-        lb = Lab.up(spec, name, hosts=hosts, state_file=state, server=server, token=token,
-                    agents=not no_agents, log=lambda m: click.echo(m, err=True))
+        if neutron:
+            from taas.lab.neutron import up as neutron_up
+
+            lb = neutron_up(spec, name, hosts=hosts, state_file=state, agents=not no_agents,
+                            log=log)
+        else:
+            lb = Lab.up(spec, name, hosts=hosts, state_file=state, server=server, token=token,
+                        agents=not no_agents, log=log)
     except prereqs.MissingPrerequisites as e:
         click.echo(str(e), err=True)
         sys.exit(2)

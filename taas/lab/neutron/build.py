@@ -5,8 +5,10 @@ Neutron ports the way os-vif does, taas-server in Neutron mode and one taas-agen
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -208,39 +210,35 @@ def _build(lab: Lab, agents: bool, agent_args: Sequence[str], say: Callable[[str
 
 
 def restart_neutron_agent(lab: Lab, host: str) -> int:
-    """Stop and start the host's neutron-openvswitch-agent; the new pid (it resyncs on its
-    own; wait for its log line "Agent initialized successfully" or for the API)."""
-    from taas.lab.neutron.control import ControlPlane as _CP
-
+    """Stop (SIGTERM, as a service manager would) and start the host's
+    neutron-openvswitch-agent; the new pid. It resyncs on its own."""
     s = lab.state
     h = next(x for x in s["hosts"] if x["name"] == host)
     entry = next(a for a in s["neutron"]["agents"] if a["host"] == host)
-    stop_pid(entry["pid"])
-    cp = _CP(lab.name, s["lab_dir"], s["hosts"])
+    stop_group(entry["pid"])
+    cp = ControlPlane(lab.name, s["lab_dir"], s["hosts"])
     cp.transport_url = s["neutron"]["transport_url"]
     entry["pid"] = cp.start_agent(h)
     lab.save()
-    return entry["pid"]
+    return int(entry["pid"])
 
 
-def stop_pid(pid: int, timeout: float = 15) -> None:
-    """SIGTERM the process group of a daemon we started (agent, its privsep helpers)."""
-    import os
-    import signal
-
+def stop_group(pid: int, timeout: float = 15) -> None:
+    """SIGTERM the process group of a daemon we started (the agent and its helpers), SIGKILL
+    after `timeout`; reap it."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
             return
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
-
-
-def new_device_id() -> str:
-    return str(uuid.uuid4())
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
