@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-from taas.agent.ovs.compile import BR_INT, BridgeFacts, compile_host
-from taas.agent.ovs.driver import LocalPort
+from taas.agent.ovs.compile import BridgeFacts, compile_host
+from taas.agent.ovs.tables import BR_INT
+from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, PortFacts, TapFlowState, TapServiceState
 from taas.server.ports.neutron import kombu_url, parse_notification
 
