@@ -11,6 +11,7 @@ import re
 import struct
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,25 +232,29 @@ def test_neutron_agent_restart_mirroring_resumes(nsys: NeutronSystem) -> None:
     lab = nsys.lab
     tf = _flow(nsys, "vm1", "OUT")
 
-    def neutron_cookies() -> set[str]:
-        out = lab.ovs("host1", ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "br-int"])
-        return {m for m in re.findall(r"cookie=(0x[0-9a-f]+)", out)} - {f"{0x7AA5 << 48 | 1:#x}"}
-
-    old = neutron_cookies()
+    log = Path(lab.host("host1").run_dir) / "neutron-agent.log"
+    before = {br: len(flows) for br, flows in nsys.taas_flows("host1").items()}
     vm3 = lab.vm("vm3")
     with lab.captures({"mon": (None, "icmp"), "vm3": (None, "icmp")}, direction="in") as caps:
         ping = lab.popen("vm1", ["ping", "-n", "-q", "-i", "0.02", "-w", "120", vm3.ip],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.0)
-            t_restart = time.time()
+            offset = log.stat().st_size
+            t_restart = time.monotonic()
             restart_neutron_agent(lab, "host1")
-            # The new agent runs under a new cookie; once no flow carries the old one, its
-            # stale-flow cleanup (which also removes ours) is over.
-            wait_until(lambda: (c := neutron_cookies()) and not (c & old), 120, 0.2,
-                       what="neutron agent resynced (old cookie gone)")
-            t_resynced = time.time()
-            time.sleep(3.0)
+
+            def cleaned() -> bool:  # its resync deleted every flow it does not own
+                with log.open("rb") as f:
+                    f.seek(offset)
+                    return b"Cleaning stale br-tun flows" in f.read()
+
+            wait_until(cleaned, 120, 0.2, what="neutron agent's stale-flow cleanup")
+            t_cleaned = time.monotonic()
+            wait_until(lambda: {br: len(fl) for br, fl in nsys.taas_flows("host1").items()}
+                       == before, 20, 0.1, what="taas flows restored")
+            t_restored = time.monotonic()
+            time.sleep(2.0)
         finally:
             ping.terminate()
             ping.wait(5)
@@ -264,6 +269,7 @@ def test_neutron_agent_restart_mirroring_resumes(nsys: NeutronSystem) -> None:
     assert set(tail) <= copied, f"not resumed: {len(set(tail) - copied)} of the last 40 lost"
     gap = len(lost) * 0.02
     print(f"[neutron] neutron agent restart on host1: {len(delivered)} echo requests delivered, "
-          f"{len(lost)} not copied (~{gap:.2f} s of traffic at 50 pps); agent resynced "
-          f"{t_resynced - t_restart:.1f} s after the restart")
+          f"{len(lost)} not copied (~{gap:.2f} s of traffic at 50 pps); its stale-flow cleanup "
+          f"{t_cleaned - t_restart:.1f} s after the restart, taas flows back "
+          f"{t_restored - t_cleaned:.2f} s after it (polled)")
     _drop_flow(nsys, tf)
