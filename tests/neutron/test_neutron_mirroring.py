@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from taas.lab.neutron import restart_neutron_agent
+from taas.lab.neutron import move_vm, restart_neutron_agent
 from taas.testing.wait import wait_until
 
 from .conftest import NeutronSystem
@@ -96,6 +96,27 @@ def test_inventory_mirrors_neutron_and_is_read_only(nsys: NeutronSystem) -> None
     r = nsys.taas.delete(f"/v2.0/ports/{lab.vm('vm1').port_id}")
     assert r.status_code == 409
     assert nsys.taas.get(f"/v2.0/ports/{lab.vm('vm1').port_id}").status_code == 200
+
+
+def test_neutron_network_in_the_taas_vni_range_is_refused(nsys: NeutronSystem) -> None:
+    """A Neutron network whose VNI lies in the taas range is not imported (its frames would be
+    taken for copies); a network created after it (the sentinel) is."""
+    def net(name: str, vni: int) -> str:
+        r = nsys.neutron.post("/v2.0/networks", json={"network": {
+            "name": name, "project_id": "project-a", "provider:network_type": "vxlan",
+            "provider:segmentation_id": vni}})
+        assert r.status_code == 201, r.text
+        return str(r.json()["network"]["id"])
+
+    bad, good = net("in-taas-range", 16_003_950), net("sentinel", 300)
+    try:
+        wait_until(lambda: nsys.taas.get(f"/v2.0/networks/{good}").status_code == 200, 30, 0.1,
+                   what="the sentinel network in taas-server")
+        r = nsys.taas.get(f"/v2.0/networks/{bad}")
+        assert r.status_code == 404, r.text
+    finally:
+        for n in (bad, good):
+            nsys.neutron.delete(f"/v2.0/networks/{n}")
 
 
 @pytest.mark.parametrize("src,peer", [("vm1", "vm3"), ("vm2", "vm1")], ids=["local", "remote"])
@@ -272,4 +293,41 @@ def test_neutron_agent_restart_mirroring_resumes(nsys: NeutronSystem) -> None:
           f"{len(lost)} not copied (~{gap:.2f} s of traffic at 50 pps); its stale-flow cleanup "
           f"{t_cleaned - t_restart:.1f} s after the restart, taas flows back "
           f"{t_restored - t_cleaned:.2f} s after it (polled)")
+    _drop_flow(nsys, tf)
+
+
+def test_monitor_moved_to_another_host_copies_follow(nsys: NeutronSystem) -> None:
+    """The tap service's port is re-bound to host2 in Neutron (and re-plugged there, as a live
+    migration does): the copies of vm1 (host1) now cross to host2 and arrive once each."""
+    lab = nsys.lab
+    tf = _flow(nsys, "vm1", "BOTH")
+    vm1, vm3 = lab.vm("vm1"), lab.vm("vm3")
+    t0 = time.monotonic()
+    move_vm(lab, "mon", "host2")
+    assert lab.vm("mon").host == "host2"
+
+    def bound() -> bool:
+        r = nsys.taas.get(f"/v2.0/ports/{lab.vm('mon').port_id}")
+        return r.json()["port"]["binding:host_id"] == "host2"
+
+    wait_until(bound, 30, 0.1, what="taas-server sees the new binding")
+    probe = [frame(vm1.mac, vm3.mac, f"moved-{i}") for i in range(3)]
+    back = [frame(vm3.mac, vm1.mac, f"moved-back-{i}") for i in range(3)]
+
+    def copied() -> bool:  # the remote path is in place when a probe makes it through
+        with lab.capture("mon", direction="in") as cap:
+            lab.send_frames("vm1", [frame(vm1.mac, vm3.mac, "moved-warmup")])
+            cap.wait_for(1, timeout=2, match=lambda f: f[12:14] == struct.pack("!H", ETH_TEST))
+        return bool(probes(cap.frames))
+
+    wait_until(copied, 30, 0.2, what="copies at the moved monitor")
+    moved = time.monotonic() - t0
+    with lab.captures(["mon", "host3"], direction="in") as caps:
+        lab.send_frames("vm1", probe)
+        lab.send_frames("vm3", back)
+        caps["mon"].wait_for(6, timeout=5, match=lambda f: f[12:14] == struct.pack("!H", ETH_TEST))
+    assert sorted(probes(caps["mon"].frames)) == sorted(probe + back)
+    assert not [v for v in vxlan_vnis(caps["host3"].frames) if v in TAAS_VNIS]
+    print(f"[neutron] monitor moved host1 -> host2: copies arrive there {moved:.1f} s after the "
+          "unplug (incl. Neutron re-binding and wiring the port)")
     _drop_flow(nsys, tf)

@@ -1,6 +1,6 @@
 """The Neutron lab: `taas lab up --neutron` (docs/neutron.md)."""
 
-from taas.lab.neutron.build import TAAS_AGENT_ARGS, restart_neutron_agent, up
+from taas.lab.neutron.build import TAAS_AGENT_ARGS, move_vm, restart_neutron_agent, up
 from taas.lab.neutron.control import NeutronLabError
 
-__all__ = ["NeutronLabError", "TAAS_AGENT_ARGS", "restart_neutron_agent", "up"]
+__all__ = ["NeutronLabError", "TAAS_AGENT_ARGS", "move_vm", "restart_neutron_agent", "up"]

@@ -209,6 +209,32 @@ def _build(lab: Lab, agents: bool, agent_args: Sequence[str], say: Callable[[str
         _wait_taas(lab)
 
 
+def move_vm(lab: Lab, vm: str, host: str, timeout: float = 60) -> None:
+    """Live-migrate a VM the way Nova does it: unplug its port on its host, plug it on `host`
+    (same iface-id, MAC, device), bind the Neutron port there, wait until it is ACTIVE."""
+    s = lab.state
+    v = next(x for x in s["vms"] if x["name"] == vm)
+    hosts = {h["name"]: h for h in s["hosts"]}
+    old, new = hosts[v["host"]], hosts[host]
+    tap = v["host_interface"]
+    _ovs(old, "--", "--if-exists", "del-port", "br-int", tap)
+    _run(["ip", "-n", old["netns"], "link", "set", tap, "netns", new["netns"]])
+    _run(["ip", "-n", new["netns"], "link", "set", tap, "up"])
+    api = _Neutron(s["neutron"]["url"])
+    api.call("PUT", f"/v2.0/ports/{v['port_id']}", {"port": {"binding:host_id": host}})
+    v["host"] = host
+    _plug(new, v, {"id": v["port_id"]})
+
+    def wired() -> bool:  # the new host's agent tagged it with a live local VLAN
+        tag = _ovs(new, "get", "Port", v["host_interface"], "tag").strip()
+        return tag.isdigit() and 0 < int(tag) < 4095
+
+    _wait(f"{vm} wired on {host}", wired, timeout, interval=0.2)
+    wait_ports_active(s["neutron"]["url"], [v["port_id"]], timeout)
+    _refresh_ports(lab)
+    lab.save()
+
+
 def restart_neutron_agent(lab: Lab, host: str) -> int:
     """Stop (SIGTERM, as a service manager would) and start the host's
     neutron-openvswitch-agent; the new pid. It resyncs on its own."""
