@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo test lint bench bench-api bench-lab bench-dataplane bench-e2e clean
+.PHONY: deps demo test lint bench bench-api bench-lab bench-dataplane bench-e2e bench-neutron clean
 
 deps:
 	./scripts/install-deps.sh
@@ -28,6 +28,9 @@ bench-dataplane: deps
 
 bench-e2e: deps
 	$(PYTHON) -m bench.e2e_bench
+
+bench-neutron: deps
+	$(PYTHON) -m bench.neutron_bench
 
 # every benchmark, one after the other (figures print with the machine they ran on)
 bench: bench-api bench-lab bench-dataplane bench-e2e

@@ -4,7 +4,7 @@ taas-server with the Neutron port backend, one taas-agent per host (taas/lab/neu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,7 @@ import pytest
 
 from taas.agent.ovs.tables import COOKIE
 from taas.lab import Lab
-from taas.lab.neutron import up
-from taas.lab.pytest_plugin import unique_name
+from taas.lab.neutron.pytest_plugin import neutron_lab_factory  # noqa: F401
 from taas.testing.wait import wait_until
 
 # Three hypervisors (host3 carries no taas traffic: its underlay must see no taas VNI); the
@@ -80,9 +79,9 @@ class NeutronSystem:
 
 
 @pytest.fixture(scope="module")
-def nsys() -> Iterator[NeutronSystem]:
+def nsys(neutron_lab_factory: Callable[..., Lab]) -> Iterator[NeutronSystem]:  # noqa: F811
     t0 = time.monotonic()
-    lab = up(SPEC, unique_name("n"), autoclean=True)
+    lab = neutron_lab_factory(SPEC)
     print(f"[neutron] lab up in {time.monotonic() - t0:.1f} s: {lab.state['neutron']['timings']}")
     srv = lab.state["server"]
     taas = httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]}, timeout=30)
@@ -92,4 +91,3 @@ def nsys() -> Iterator[NeutronSystem]:
     finally:
         taas.close()
         neutron.close()
-        lab.down()

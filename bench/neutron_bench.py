@@ -1,0 +1,149 @@
+"""taas on a real Neutron (`taas lab up --neutron`): API call -> first mirrored packet, and TCP
+throughput between two VMs with and without a tap flow.
+
+    python -m bench.neutron_bench [--runs 20] [--interval 0.01] [--tcp-bytes 20000000]
+
+The lab: neutron-server + one neutron-openvswitch-agent per host (port security on), taas-server
+with the Neutron port backend, one taas-agent per host (`--hook-table 60`). A tap service on
+`mon` (host1). Latency: the sources ping continuously, vm1 -> vm3 (host1: *local*) and
+vm2 -> vm3 (host2: *remote*, copies cross VXLAN); per run a tap flow (OUT) is created at t0 and
+the first copy's pcap timestamp at mon is taken (it includes up to one ping interval), then the
+flow is deleted and its removal awaited. Throughput: `--tcp-bytes` from vm1 (host1) to vm2
+(host2), 3 transfers without a tap flow, then 3 with a BOTH tap flow on vm1 (every segment and
+ack copied to mon). Prints the machine, then p50/p90/p99/max and MB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from bench.e2e_bench import is_request, machine, pcap_records, pct, wait
+from taas.lab.neutron import up
+from taas.lab.pytest_plugin import unique_name
+
+SPEC: dict[str, Any] = {
+    "hosts": ["host1", "host2"],
+    "networks": [{"name": "net-a", "project_id": "project-a", "vni": 100},
+                 {"name": "net-m", "project_id": "project-a", "vni": 101}],
+    "vms": [{"name": "mon", "network": "net-m", "host": "host1"},
+            {"name": "vm1", "network": "net-a", "host": "host1"},
+            {"name": "vm2", "network": "net-a", "host": "host2"},
+            {"name": "vm3", "network": "net-a", "host": "host1"}],
+}
+
+
+def one_run(api: httpx.Client, pcap: Any, src_ip: str, dst_ip: str, port_id: str,
+            ts_id: str) -> float | None:
+    seen = len(pcap_records(pcap))
+    t0 = time.time()
+    r = api.post("/v2.0/taas/tap_flows", json={"tap_flow": {
+        "project_id": "project-a", "source_port": port_id, "tap_service_id": ts_id,
+        "direction": "OUT"}})
+    assert r.status_code == 201, r.text
+    tf_id = r.json()["tap_flow"]["id"]
+    first = wait(lambda: next((t for t, f in pcap_records(pcap)[seen:]
+                               if t >= t0 and is_request(f, src_ip, dst_ip)), None), 5)
+    api.delete(f"/v2.0/taas/tap_flows/{tf_id}")
+    wait(lambda: api.get(f"/v2.0/taas/tap_flows/{tf_id}").status_code == 404, 10, 0.01)
+    time.sleep(0.1)  # the copies of the deleted flow have drained
+    return None if first is None else first - t0
+
+
+def throughput(lab: Any, nbytes: int) -> float:
+    t0 = time.monotonic()
+    got = lab.tcp_transfer("vm1", "vm2", nbytes, timeout=60)
+    dt = time.monotonic() - t0
+    if got != nbytes:
+        raise RuntimeError(f"TCP transfer: {got} of {nbytes} bytes")
+    return nbytes / dt / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="runs per case (default 20)")
+    ap.add_argument("--interval", type=float, default=0.01, help="ping interval (s)")
+    ap.add_argument("--tcp-bytes", type=int, default=20_000_000, help="bytes per transfer")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, Open vSwitch)", file=sys.stderr)
+        return 1
+    print(f"machine: {machine()}", flush=True)
+    t_up = time.monotonic()
+    lab = up(SPEC, unique_name("nb"), autoclean=True)
+    print(f"neutron lab up in {time.monotonic() - t_up:.1f} s "
+          f"({lab.state['neutron']['timings']})", flush=True)
+    srv = lab.state["server"]
+    api = httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]}, timeout=30)
+    pings: list[subprocess.Popen[bytes]] = []
+    try:
+        vm = {v.name: v for v in lab.vms}
+        r = api.post("/v2.0/taas/tap_services", json={"tap_service": {
+            "project_id": "project-a", "name": "bench", "port_id": vm["mon"].port_id}})
+        ts_id = r.json()["tap_service"]["id"]
+        wait(lambda: api.get(f"/v2.0/taas/tap_services/{ts_id}").json()["tap_service"]
+             ["status"] == "ACTIVE", 20, 0.05)
+        cases = {"local": "vm1", "remote": "vm2"}
+        for src in cases.values():
+            pings.append(lab.popen(src, ["ping", "-q", "-n", "-i", str(args.interval),
+                                         vm["vm3"].ip], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL))
+        results: dict[str, list[float]] = {c: [] for c in cases}
+        with lab.capture("mon", bpf="icmp", settle=False) as cap:
+            time.sleep(0.3)
+            for i in range(args.runs):
+                for case, src in cases.items():
+                    v = one_run(api, cap.path, vm[src].ip, vm["vm3"].ip, vm[src].port_id, ts_id)
+                    if v is None:
+                        print(f"run {i} {case}: no mirrored packet", flush=True)
+                    else:
+                        results[case].append(v * 1000)
+        for p in pings:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait()
+        pings.clear()
+        print(f"\n{args.runs} runs per case; sources ping every {args.interval * 1000:g} ms")
+        print(f"{'case':<8}{'API call -> first mirrored packet':<36}{'p50':>8}{'p90':>8}"
+              f"{'p99':>8}{'max':>8}")
+        for case, vals in results.items():
+            if vals:
+                print(f"{case:<8}{'':<36}{pct(vals, 50):8.1f}{pct(vals, 90):8.1f}"
+                      f"{pct(vals, 99):8.1f}{max(vals):8.1f}  (ms, n={len(vals)}, "
+                      f"mean {statistics.mean(vals):.1f})")
+        plain = [throughput(lab, args.tcp_bytes) for _ in range(3)]
+        r = api.post("/v2.0/taas/tap_flows", json={"tap_flow": {
+            "project_id": "project-a", "source_port": vm["vm1"].port_id,
+            "tap_service_id": ts_id, "direction": "BOTH"}})
+        tf_id = r.json()["tap_flow"]["id"]
+        wait(lambda: api.get(f"/v2.0/taas/tap_flows/{tf_id}").json()["tap_flow"]["status"]
+             == "ACTIVE", 20, 0.05)
+        tapped = [throughput(lab, args.tcp_bytes) for _ in range(3)]
+        print(f"\nTCP vm1 (host1) -> vm2 (host2), {args.tcp_bytes / 1e6:g} MB per transfer, "
+              "3 transfers each (MB/s):")
+        print(f"  without a tap flow: median {statistics.median(plain):.1f} "
+              f"({', '.join(f'{x:.1f}' for x in plain)})")
+        print(f"  with a BOTH tap flow on vm1 (copies to mon, host1): median "
+              f"{statistics.median(tapped):.1f} ({', '.join(f'{x:.1f}' for x in tapped)})")
+        print(f"machine after: {machine()}")
+    finally:
+        for p in pings:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        api.close()
+        lab.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
