@@ -69,6 +69,17 @@ def tunnel_neighbors(state: dict[str, Any], h: Host) -> None:
         run(["ovs-appctl", "-t", ctl, "tnl/neigh/set", "br-phy", ip, mac])
 
 
+def vm_veth(v: dict[str, Any], host_netns: str) -> None:
+    """A VM's NIC: veth `eth0` (its MAC and IP) in the VM's namespace, peer `tap...` up in the
+    host's namespace, not yet on br-int (also what a test does to move a VM to another host)."""
+    run(["ip", "link", "add", "eth0", "netns", v["netns"], "address", v["mac"], "type",
+         "veth", "peer", "name", v["host_interface"], "netns", host_netns])
+    run(netns_cmd(v["netns"], ["sh", "-ec",
+        f"ip addr add {v['ip']}/{v['prefixlen']} dev eth0; ip link set eth0 up; "
+        + _TX_OFFLOAD_OFF]))
+    run(["ip", "-n", host_netns, "link", "set", v["host_interface"], "up"])
+
+
 def _link_mac(netns: str, dev: str) -> str:
     return str(json.loads(run(["ip", "-n", netns, "-j", "link", "show", "dev", dev]))[0]
                ["address"])
@@ -135,12 +146,7 @@ class Builder:
 
     def _vm(self, v: dict[str, Any]) -> None:
         host = next(h for h in self.s["hosts"] if h["name"] == v["host"])
-        run(["ip", "link", "add", "eth0", "netns", v["netns"], "address", v["mac"], "type",
-             "veth", "peer", "name", v["host_interface"], "netns", host["netns"]])
-        run(netns_cmd(v["netns"], ["sh", "-ec",
-            f"ip addr add {v['ip']}/{v['prefixlen']} dev eth0; ip link set eth0 up; "
-            + _TX_OFFLOAD_OFF]))
-        run(["ip", "-n", host["netns"], "link", "set", v["host_interface"], "up"])
+        vm_veth(v, host["netns"])
 
     def _collector(self, c: dict[str, Any]) -> None:
         fab = self.s["fabric_netns"]

@@ -26,24 +26,13 @@ from taas.common import prereqs
 from taas.lab import cleanup
 from taas.lab import spec as specmod
 from taas.lab.builder import Builder
-from taas.lab.capture import Capture, CaptureMixin
-from taas.lab.cleanup import destroy, destroy_all, list_labs
+from taas.lab.capture import CaptureMixin
+from taas.lab.cleanup import destroy
 from taas.lab.registration import RegistrationMixin
 from taas.lab.reset import ResetMixin
-from taas.lab.state import (
-    L2_COOKIE,
-    UNDERLAY_MTU,
-    VM,
-    Collector,
-    Host,
-    Network,
-    default_state_file,
-    initial_state,
-    lab_dir,
-    read_state,
-)
+from taas.lab.state import default_state_file, initial_state, read_state
 from taas.lab.status import StatusMixin
-from taas.lab.traffic import PingResult, TrafficMixin
+from taas.lab.traffic import TrafficMixin
 
 
 class Lab(TrafficMixin, CaptureMixin, RegistrationMixin, ResetMixin, StatusMixin):
@@ -106,6 +95,4 @@ class Lab(TrafficMixin, CaptureMixin, RegistrationMixin, ResetMixin, StatusMixin
         self.down()
 
 
-__all__ = ["Capture", "Collector", "Host", "L2_COOKIE", "Lab", "Network", "PingResult",
-           "UNDERLAY_MTU", "VM", "default_state_file", "destroy", "destroy_all", "lab_dir",
-           "list_labs"]
+__all__ = ["Lab"]  # the other public names: `from taas.lab import ...`

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from taas.agent.ovs.tables import COOKIE
 from taas.lab import UNDERLAY_MTU, Lab
-from taas.lab.builder import start_ovs
+from taas.lab.builder import start_ovs, vm_veth
 from taas.lab.pytest_plugin import unique_name
 from taas.lab.sh import kill_pids, netns_cmd, read_pidfile
 from taas.testing.server import ServerProcess, run_server
@@ -181,13 +182,7 @@ class System:
         subprocess.run(["ovs-vsctl", f"--db={src.ovsdb}", "del-port", "br-int",
                         v.host_interface], check=True)
         subprocess.run(["ip", "-n", src.netns, "link", "del", v.host_interface], check=True)
-        subprocess.run(["ip", "link", "add", "eth0", "netns", v.netns, "address", v.mac, "type",
-                        "veth", "peer", "name", v.host_interface, "netns", dst.netns],
-                       check=True)
-        subprocess.run(netns_cmd(v.netns, ["sh", "-ec",
-            f"ip addr add {v.ip}/{v.prefixlen} dev eth0; ip link set eth0 up; "
-            "ethtool -K eth0 tx off >/dev/null"]), check=True)
-        subprocess.run(["ip", "-n", dst.netns, "link", "set", v.host_interface, "up"], check=True)
+        vm_veth(asdict(v), dst.netns)
         tag = dst.local_vlans[v.network_id]
         subprocess.run(["ovs-vsctl", f"--db={dst.ovsdb}", "add-port", "br-int",
                         v.host_interface, f"tag={tag}", "--", "set", "Interface",
