@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,9 @@ def test_demo_runs_end_to_end_and_sees_exactly_the_mirrored_packets() -> None:
     assert "mon saw: vm1->vm3 3, vm3->vm1 3, vm2->vm3 3, vm3->vm2 0" in out, out[-3000:]
     assert "vm4 (project-b) saw 0 ICMP frames" in out, out[-3000:]
     assert "DEMO OK" in out
-    # the demo cleans up after itself: its lab is gone
-    assert "tlab-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                             text=True).stdout
+    # the demo cleans up after itself: its lab is gone (only its own: other runs on this
+    # machine may have a demo lab up right now)
+    m = re.search(r"lab up --name (\S+)", out)
+    assert m, out[-3000:]
+    assert f"tlab-{m.group(1)}-" not in subprocess.run(["ip", "netns", "list"],
+                                                       capture_output=True, text=True).stdout
