@@ -218,3 +218,45 @@ def page_links(
     if has_prev:
         links.append({"rel": "previous", "href": href(first, True)})
     return {f"{plural}_links": links} if links else {}
+
+
+# ---- the shape of Neutron's CRUD endpoints (each route names its service method) ---------
+
+Item = dict[str, Any]
+
+
+async def create_items(request: Request, singular: str, plural: str | None,
+                       create: Callable[[UnitOfWork, Any], Item]) -> Item:
+    """POST: one resource, or (when `plural` is given) a bulk list, all in one transaction."""
+    body, bulk = unwrap(await json_body(request), singular, plural)
+    if bulk:
+        items = await write(request, lambda uow: [create(uow, b) for b in body])
+        return {plural: items}
+    return {singular: await write(request, lambda uow: create(uow, body))}
+
+
+async def list_items(
+    request: Request, plural: str, filters: dict[str, tuple[str, Converter]],
+    fetch: Callable[[Any, ListQuery], tuple[list[Any], bool]], view: Callable[[Any], Item],
+) -> Item:
+    """GET on a collection: filters, sort, page and `fields` from the query string."""
+    q = list_query(request, filters)
+
+    def run(session: Any) -> tuple[list[Item], bool]:
+        rows, more = fetch(session, q)
+        return [view(r) for r in rows], more
+
+    items, more = await read(request, run)
+    out: Item = {plural: [select_fields(request, i) for i in items]}
+    out.update(page_links(request, plural, q, items, more))
+    return out
+
+
+async def show_item(request: Request, singular: str, fetch: Callable[[Any], Item]) -> Item:
+    return {singular: select_fields(request, await read(request, fetch))}
+
+
+async def update_item(request: Request, singular: str,
+                      update: Callable[[UnitOfWork, Any], Item]) -> Item:
+    body, _ = unwrap(await json_body(request), singular)
+    return {singular: await write(request, lambda uow: update(uow, body))}

@@ -1,9 +1,8 @@
-"""Neutron-style CRUD routers for tap resources and the port inventory."""
+"""Neutron-style CRUD endpoints of the tap resources: one function per route, each calling
+its service method by name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,29 +11,16 @@ from taas.server.api import views
 from taas.server.api.auth import Caller
 from taas.server.api.common import (
     Converter,
-    host_filter,
-    json_body,
-    list_query,
-    page_links,
-    read,
-    select_fields,
-    to_bool,
-    to_int,
-    unwrap,
+    create_items,
+    list_items,
+    show_item,
+    update_item,
     write,
 )
+from taas.server.services.tap import TapResources
 
-
-@dataclass
-class Resource:
-    singular: str
-    plural: str
-    path: str
-    view: Callable[[Any], dict[str, Any]]
-    filters: dict[str, tuple[str, Converter]]
-    bulk: bool
-    service: Callable[[Request], Any]  # the service object holding the methods below
-    prefix: str  # method names: create_<prefix>, get_<prefix>, list_<prefix>s, ...
+router = APIRouter(prefix="/v2.0")
+TS, TF, TM = "/taas/tap_services", "/taas/tap_flows", "/taas/tap_mirrors"
 
 
 def _s(column: str) -> tuple[str, Converter]:
@@ -43,85 +29,124 @@ def _s(column: str) -> tuple[str, Converter]:
 
 OWNED = {"id": _s("id"), "name": _s("name"), "description": _s("description"),
          "tenant_id": _s("project_id"), "project_id": _s("project_id")}
+TAP_SERVICE_FILTERS = {**OWNED, "port_id": _s("port_id"), "status": _s("status")}
+TAP_FLOW_FILTERS = {**OWNED, "tap_service_id": _s("tap_service_id"),
+                    "source_port": _s("source_port"), "direction": _s("direction"),
+                    "vlan_filter": _s("vlan_filter"), "status": _s("status")}
+TAP_MIRROR_FILTERS = {**OWNED, "port_id": _s("port_id"), "remote_ip": _s("remote_ip"),
+                      "mirror_type": _s("mirror_type"), "status": _s("status")}
 
 
-def add_routes(router: APIRouter, res: Resource) -> None:
-    def svc(request: Request, op: str) -> Callable[..., Any]:
-        return getattr(res.service(request), op)
-
-    @router.post(res.path, status_code=201, name=f"create_{res.singular}")
-    async def create(request: Request, ctx: Caller) -> Any:
-        body, bulk = unwrap(await json_body(request), res.singular,
-                            res.plural if res.bulk else None)
-        create_one = svc(request, f"create_{res.prefix}")
-        if bulk:
-            items = await write(
-                request, lambda uow: [res.view(create_one(uow, ctx, b)) for b in body]
-            )
-            return {res.plural: items}
-        item = await write(request, lambda uow: res.view(create_one(uow, ctx, body)))
-        return {res.singular: item}
-
-    @router.get(res.path, name=f"list_{res.plural}")
-    async def list_(request: Request, ctx: Caller) -> Any:
-        q = list_query(request, res.filters)
-        list_fn = svc(request, f"list_{res.prefix}s")
-        def run(session: Any) -> tuple[list[dict[str, Any]], bool]:
-            rows, more = list_fn(session, ctx, q)
-            return [res.view(r) for r in rows], more
-
-        items, more = await read(request, run)
-        out: dict[str, Any] = {res.plural: [select_fields(request, i) for i in items]}
-        out.update(page_links(request, res.plural, q, items, more))
-        return out
-
-    @router.get(res.path + "/{id_}", name=f"get_{res.singular}")
-    async def get(id_: str, request: Request, ctx: Caller) -> Any:
-        get_fn = svc(request, f"get_{res.prefix}")
-        item = await read(request, lambda s: res.view(get_fn(s, ctx, id_)))
-        return {res.singular: select_fields(request, item)}
-
-    @router.put(res.path + "/{id_}", name=f"update_{res.singular}")
-    async def update(id_: str, request: Request, ctx: Caller) -> Any:
-        body, _ = unwrap(await json_body(request), res.singular)
-        update_fn = svc(request, f"update_{res.prefix}")
-        item = await write(request, lambda uow: res.view(update_fn(uow, ctx, id_, body)))
-        return {res.singular: item}
-
-    @router.delete(res.path + "/{id_}", status_code=204, name=f"delete_{res.singular}")
-    async def delete(id_: str, request: Request, ctx: Caller) -> Response:
-        delete_fn = svc(request, f"delete_{res.prefix}")
-        await write(request, lambda uow: delete_fn(uow, ctx, id_))
-        return Response(status_code=204)
+def _taps(request: Request) -> TapResources:
+    return request.app.state.taps
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v2.0")
-    taps = lambda request: request.app.state.taps  # noqa: E731
-    inventory = lambda request: request.app.state.inventory  # noqa: E731
-    resources = [
-        Resource("tap_service", "tap_services", "/taas/tap_services", views.tap_service,
-                 {**OWNED, "port_id": _s("port_id"), "status": _s("status")},
-                 True, taps, "tap_service"),
-        Resource("tap_flow", "tap_flows", "/taas/tap_flows", views.tap_flow,
-                 {**OWNED, "tap_service_id": _s("tap_service_id"),
-                  "source_port": _s("source_port"), "direction": _s("direction"),
-                  "vlan_filter": _s("vlan_filter"), "status": _s("status")},
-                 True, taps, "tap_flow"),
-        Resource("tap_mirror", "tap_mirrors", "/taas/tap_mirrors", views.tap_mirror,
-                 {**OWNED, "port_id": _s("port_id"), "remote_ip": _s("remote_ip"),
-                  "mirror_type": _s("mirror_type"), "status": _s("status")},
-                 False, taps, "tap_mirror"),
-        Resource("network", "networks", "/networks", views.network,
-                 {**OWNED, "provider:segmentation_id": ("segmentation_id", to_int),
-                  "admin_state_up": ("admin_state_up", to_bool)},
-                 False, inventory, "network"),
-        Resource("port", "ports", "/ports", views.port,
-                 {**OWNED, "network_id": _s("network_id"), "mac_address": _s("mac_address"),
-                  "binding:host_id": ("host", host_filter), "device_owner": _s("device_owner"),
-                  "device_id": _s("device_id"), "admin_state_up": ("admin_state_up", to_bool)},
-                 False, inventory, "port"),
-    ]
-    for res in resources:
-        add_routes(router, res)
-    return router
+# ---- tap services ---------------------------------------------------------------------------
+
+@router.post(TS, status_code=201)
+async def create_tap_service(request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await create_items(request, "tap_service", "tap_services", lambda uow, body:
+                              views.tap_service(taps.create_tap_service(uow, ctx, body)))
+
+
+@router.get(TS)
+async def list_tap_services(request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await list_items(request, "tap_services", TAP_SERVICE_FILTERS,
+                            lambda s, q: taps.list_tap_services(s, ctx, q), views.tap_service)
+
+
+@router.get(TS + "/{tap_service_id}")
+async def get_tap_service(tap_service_id: str, request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await show_item(request, "tap_service", lambda s:
+                           views.tap_service(taps.get_tap_service(s, ctx, tap_service_id)))
+
+
+@router.put(TS + "/{tap_service_id}")
+async def update_tap_service(tap_service_id: str, request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await update_item(request, "tap_service", lambda uow, body: views.tap_service(
+        taps.update_tap_service(uow, ctx, tap_service_id, body)))
+
+
+@router.delete(TS + "/{tap_service_id}", status_code=204)
+async def delete_tap_service(tap_service_id: str, request: Request, ctx: Caller) -> Response:
+    taps = _taps(request)
+    await write(request, lambda uow: taps.delete_tap_service(uow, ctx, tap_service_id))
+    return Response(status_code=204)
+
+
+# ---- tap flows ------------------------------------------------------------------------------
+
+@router.post(TF, status_code=201)
+async def create_tap_flow(request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await create_items(request, "tap_flow", "tap_flows", lambda uow, body:
+                              views.tap_flow(taps.create_tap_flow(uow, ctx, body)))
+
+
+@router.get(TF)
+async def list_tap_flows(request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await list_items(request, "tap_flows", TAP_FLOW_FILTERS,
+                            lambda s, q: taps.list_tap_flows(s, ctx, q), views.tap_flow)
+
+
+@router.get(TF + "/{tap_flow_id}")
+async def get_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await show_item(request, "tap_flow", lambda s:
+                           views.tap_flow(taps.get_tap_flow(s, ctx, tap_flow_id)))
+
+
+@router.put(TF + "/{tap_flow_id}")
+async def update_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await update_item(request, "tap_flow", lambda uow, body: views.tap_flow(
+        taps.update_tap_flow(uow, ctx, tap_flow_id, body)))
+
+
+@router.delete(TF + "/{tap_flow_id}", status_code=204)
+async def delete_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Response:
+    taps = _taps(request)
+    await write(request, lambda uow: taps.delete_tap_flow(uow, ctx, tap_flow_id))
+    return Response(status_code=204)
+
+
+# ---- tap mirrors (no bulk create, as in the original) ---------------------------------------
+
+@router.post(TM, status_code=201)
+async def create_tap_mirror(request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await create_items(request, "tap_mirror", None, lambda uow, body:
+                              views.tap_mirror(taps.create_tap_mirror(uow, ctx, body)))
+
+
+@router.get(TM)
+async def list_tap_mirrors(request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await list_items(request, "tap_mirrors", TAP_MIRROR_FILTERS,
+                            lambda s, q: taps.list_tap_mirrors(s, ctx, q), views.tap_mirror)
+
+
+@router.get(TM + "/{tap_mirror_id}")
+async def get_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await show_item(request, "tap_mirror", lambda s:
+                           views.tap_mirror(taps.get_tap_mirror(s, ctx, tap_mirror_id)))
+
+
+@router.put(TM + "/{tap_mirror_id}")
+async def update_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Any:
+    taps = _taps(request)
+    return await update_item(request, "tap_mirror", lambda uow, body: views.tap_mirror(
+        taps.update_tap_mirror(uow, ctx, tap_mirror_id, body)))
+
+
+@router.delete(TM + "/{tap_mirror_id}", status_code=204)
+async def delete_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Response:
+    taps = _taps(request)
+    await write(request, lambda uow: taps.delete_tap_mirror(uow, ctx, tap_mirror_id))
+    return Response(status_code=204)

@@ -22,8 +22,10 @@ class Base(DeclarativeBase):
     pass
 
 
+# A tap resource waiting for its hosts to confirm its deletion.
+PENDING_DELETE = "PENDING_DELETE"
 # Rows not being deleted (partial unique indexes apply to these only).
-LIVE = text("status <> 'PENDING_DELETE'")
+LIVE = text(f"status <> '{PENDING_DELETE}'")
 
 
 class Revision(Base):

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import Select, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taas.server.db.models import (
+    PENDING_DELETE,
     Agent,
     Base,
     HeldResource,
@@ -64,7 +65,7 @@ class Repository(Generic[M]):
         or for nothing when their ports went away): few, re-checked on every report."""
         model: Any = self.model
         held = select(HeldResource.resource_id).where(HeldResource.resource_id == model.id)
-        stmt = select(model).where(model.status == "PENDING_DELETE", ~held.exists())
+        stmt = select(model).where(model.status == PENDING_DELETE, ~held.exists())
         return list(self.session.scalars(stmt))
 
     def touching(self, ids: set[str], port_columns: tuple[str, ...],
@@ -189,7 +190,16 @@ class PortRepository(Repository[Port]):
         self.session.execute(update(Port).where(Port.host == host).values(host=None))
 
 
-class TapServiceRepository(Repository[TapService]):
+class LiveRows(Repository[M]):
+    """Tap resources: rows stay, PENDING_DELETE, until the hosts confirm their deletion."""
+
+    def live(self) -> Select[tuple[M]]:
+        """The base statement of every query for rows that are not being deleted."""
+        model: Any = self.model
+        return select(model).where(model.status != PENDING_DELETE)
+
+
+class TapServiceRepository(LiveRows[TapService]):
     model = TapService
 
     def all(self) -> list[TapService]:
@@ -199,27 +209,20 @@ class TapServiceRepository(Repository[TapService]):
         return list(self.session.scalars(select(TapService).where(TapService.port_id == port_id)))
 
     def active_for_port(self, port_id: str) -> TapService | None:
-        stmt = select(TapService).where(
-            TapService.port_id == port_id, TapService.status != "PENDING_DELETE"
-        )
-        return self.session.scalars(stmt).first()
+        return self.session.scalars(self.live().where(TapService.port_id == port_id)).first()
 
     def live_with_ports(self, port_ids: Iterable[str]) -> list[TapService]:
         """Tap services (not being deleted) whose destination is one of the ports."""
         ids = list(port_ids)
         if not ids:
             return []
-        stmt = select(TapService).where(TapService.port_id.in_(ids),
-                                        TapService.status != "PENDING_DELETE")
-        return list(self.session.scalars(stmt))
+        return list(self.session.scalars(self.live().where(TapService.port_id.in_(ids))))
 
     def live_by_ids(self, service_ids: Iterable[str]) -> list[TapService]:
         ids = list(service_ids)
         if not ids:
             return []
-        stmt = select(TapService).where(TapService.id.in_(ids),
-                                        TapService.status != "PENDING_DELETE")
-        return list(self.session.scalars(stmt))
+        return list(self.session.scalars(self.live().where(TapService.id.in_(ids))))
 
     def used_taas_ids(self) -> set[int]:
         rows = self.session.scalars(select(TapService.taas_id))
@@ -239,7 +242,7 @@ class TapServiceRepository(Repository[TapService]):
         return True
 
 
-class TapFlowRepository(Repository[TapFlow]):
+class TapFlowRepository(LiveRows[TapFlow]):
     model = TapFlow
 
     def all(self) -> list[TapFlow]:
@@ -256,28 +259,21 @@ class TapFlowRepository(Repository[TapFlow]):
         ids = list(port_ids)
         if not ids:
             return []
-        stmt = select(TapFlow).where(TapFlow.source_port.in_(ids),
-                                     TapFlow.status != "PENDING_DELETE")
-        return list(self.session.scalars(stmt))
+        return list(self.session.scalars(self.live().where(TapFlow.source_port.in_(ids))))
 
     def live_of_services(self, service_ids: Iterable[str]) -> list[TapFlow]:
         ids = list(service_ids)
         if not ids:
             return []
-        stmt = select(TapFlow).where(TapFlow.tap_service_id.in_(ids),
-                                     TapFlow.status != "PENDING_DELETE")
-        return list(self.session.scalars(stmt))
+        return list(self.session.scalars(self.live().where(TapFlow.tap_service_id.in_(ids))))
 
     def find_pair(self, source_port: str, tap_service_id: str) -> TapFlow | None:
-        stmt = select(TapFlow).where(
-            TapFlow.source_port == source_port,
-            TapFlow.tap_service_id == tap_service_id,
-            TapFlow.status != "PENDING_DELETE",
-        )
+        stmt = self.live().where(TapFlow.source_port == source_port,
+                                 TapFlow.tap_service_id == tap_service_id)
         return self.session.scalars(stmt).first()
 
 
-class TapMirrorRepository(Repository[TapMirror]):
+class TapMirrorRepository(LiveRows[TapMirror]):
     model = TapMirror
 
     def all(self) -> list[TapMirror]:
@@ -290,9 +286,7 @@ class TapMirrorRepository(Repository[TapMirror]):
         ids = list(port_ids)
         if not ids:
             return []
-        stmt = select(TapMirror).where(TapMirror.port_id.in_(ids),
-                                       TapMirror.status != "PENDING_DELETE")
-        return list(self.session.scalars(stmt))
+        return list(self.session.scalars(self.live().where(TapMirror.port_id.in_(ids))))
 
     def tunnels_in_use(self, tunnel_ids: Sequence[int]) -> list[int]:
         stmt = select(TapMirrorTunnel.tunnel_id).where(TapMirrorTunnel.tunnel_id.in_(tunnel_ids))

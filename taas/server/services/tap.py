@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,43 +42,58 @@ def free_taas_ids(start: int, end: int, used: set[int]) -> Iterator[int]:
     return (i for i in range(start, end) if i not in used)
 
 
+Hook = Callable[[DriverContext], None]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """A tap resource type and the driver hooks its shared create/delete paths call."""
+
+    name: str  # DriverContext.kind, and the kind agents report
+    model: type[TapService] | type[TapFlow] | type[TapMirror]
+    create_postcommit: Hook
+    delete_precommit: Hook
+    delete_postcommit: Hook
+
+
 class TapResources:
     """The tap-as-a-service plugin: create/read/update/delete with every ownership check."""
 
     def __init__(self, settings: Settings, driver: ServiceDriver) -> None:
         self.settings = settings
         self.driver = driver
+        d = driver
+        self._services = _Kind("tap_service", TapService, d.create_tap_service_postcommit,
+                               d.delete_tap_service_precommit, d.delete_tap_service_postcommit)
+        self._flows = _Kind("tap_flow", TapFlow, d.create_tap_flow_postcommit,
+                            d.delete_tap_flow_precommit, d.delete_tap_flow_postcommit)
+        self._mirrors = _Kind("tap_mirror", TapMirror, d.create_tap_mirror_postcommit,
+                              d.delete_tap_mirror_precommit, d.delete_tap_mirror_postcommit)
 
     # ---- shared helpers -------------------------------------------------------------
 
-    def _hook(self, name: str, kind: str, row: Any, session: Session | None = None) -> None:
-        getattr(self.driver, name)(DriverContext(kind=kind, resource=row, session=session))
-
-    def _after_create(self, uow: UnitOfWork, kind: str, row: Any) -> None:
+    def _after_create(self, uow: UnitOfWork, kind: _Kind, row: Any) -> None:
         """Postcommit hook; on failure the row is deleted again and the caller gets an error."""
         def post() -> None:
             try:
-                self._hook(f"create_{kind}_postcommit", kind, row)
+                kind.create_postcommit(DriverContext(kind.name, row))
             except Exception as exc:
                 raise errors.DriverError(
-                    f"The service driver failed to create {kind} {row.id}; it was removed",
+                    f"The service driver failed to create {kind.name} {row.id}; it was removed",
                     str(exc),
                 ) from exc
 
         def undo(undo_uow: UnitOfWork) -> None:
             session = undo_uow.session
-            model = {"tap_service": TapService, "tap_flow": TapFlow, "tap_mirror": TapMirror}[kind]
-            obj = session.get(model, row.id)
+            obj = session.get(kind.model, row.id)
             if obj is not None:
-                if kind == "tap_service":
+                if kind.model is TapService:
                     for flow in TapFlowRepository(session).of_service(obj.id):
                         session.delete(flow)
                 session.delete(obj)
                 session.flush()
-                self._hook(f"delete_{kind}_precommit", kind, obj, session)
-                undo_uow.after_commit(
-                    lambda: self._safe_post(f"delete_{kind}_postcommit", kind, obj)
-                )
+                kind.delete_precommit(DriverContext(kind.name, obj, session))
+                undo_uow.after_commit(lambda: self._safe_post(kind.delete_postcommit, kind, obj))
 
         uow.after_commit(post, undo)
 
@@ -87,11 +103,12 @@ class TapResources:
         row.created_revision = RevisionRepository(session).current()
         session.flush()
 
-    def _safe_post(self, name: str, kind: str, row: Any) -> None:
+    @staticmethod
+    def _safe_post(hook: Hook, kind: _Kind, row: Any) -> None:
         try:
-            self._hook(name, kind, row)
+            hook(DriverContext(kind.name, row))
         except Exception:  # noqa: BLE001 - delivery is level-triggered; the next change heals
-            LOG.exception("%s failed for %s", name, row.id)
+            LOG.exception("%s failed for %s", getattr(hook, "__name__", hook), row.id)
 
     @staticmethod
     def _visible(ctx: Context, row: Any, not_found: type[errors.NotFound], what: str, id_: str):  # type: ignore[no-untyped-def]
@@ -142,9 +159,9 @@ class TapResources:
             description=attrs["description"], port_id=port.id, status="DOWN", created_at=now(),
         )
         self._allocate_taas_id(repo, row)
-        self._hook("create_tap_service_precommit", "tap_service", row, session)
+        self.driver.create_tap_service_precommit(DriverContext("tap_service", row, session))
         self._stamp(session, row)
-        self._after_create(uow, "tap_service", row)
+        self._after_create(uow, self._services, row)
         return row
 
     def _allocate_taas_id(self, repo: TapServiceRepository, row: TapService) -> None:
@@ -185,24 +202,24 @@ class TapResources:
             self._delete_tap_flow(uow, flow)
         if row.status == PENDING_DELETE:
             return
-        self._retire(uow, "tap_service", row, TapServiceRepository(session),
+        self._retire(uow, self._services, row, TapServiceRepository(session),
                      blocked=bool(TapFlowRepository(session).of_service(row.id)))
 
-    def _retire(self, uow: UnitOfWork, kind: str, row: Any, repo: Repository,
+    def _retire(self, uow: UnitOfWork, kind: _Kind, row: Any, repo: Repository,
                 blocked: bool = False) -> None:
         """Delete at once if no host holds it, else PENDING_DELETE until hosts confirm."""
         session = uow.session
         # Judged before this delete's own revision bump (precommit hook).
-        pending = (blocked or AgentRepository(session).is_held(kind, row.id)
-                   or lifecycle.may_be_installing(session, kind, row,
+        pending = (blocked or AgentRepository(session).is_held(kind.name, row.id)
+                   or lifecycle.may_be_installing(session, kind.name, row,
                                                   self.settings.agent_down_time))
-        self._hook(f"delete_{kind}_precommit", kind, row, session)
+        kind.delete_precommit(DriverContext(kind.name, row, session))
         if pending:
             row.status = PENDING_DELETE
             session.flush()
         else:
             repo.remove(row)
-        uow.after_commit(lambda: self._safe_post(f"delete_{kind}_postcommit", kind, row))
+        uow.after_commit(lambda: self._safe_post(kind.delete_postcommit, kind, row))
 
     # ---- tap flows ------------------------------------------------------------------
 
@@ -237,9 +254,9 @@ class TapResources:
             created_at=now(),
         )
         TapFlowRepository(session).add(row)
-        self._hook("create_tap_flow_precommit", "tap_flow", row, session)
+        self.driver.create_tap_flow_precommit(DriverContext("tap_flow", row, session))
         self._stamp(session, row)
-        self._after_create(uow, "tap_flow", row)
+        self._after_create(uow, self._flows, row)
         return row
 
     def get_tap_flow(self, session: Session, ctx: Context, id_: str) -> TapFlow:
@@ -261,7 +278,7 @@ class TapResources:
 
     def _delete_tap_flow(self, uow: UnitOfWork, row: TapFlow) -> None:
         if row.status != PENDING_DELETE:
-            self._retire(uow, "tap_flow", row, TapFlowRepository(uow.session))
+            self._retire(uow, self._flows, row, TapFlowRepository(uow.session))
 
     # ---- tap mirrors ----------------------------------------------------------------
 
@@ -295,9 +312,9 @@ class TapResources:
         repo.add(row)
         if not repo.add_tunnels(row.id, tunnels):
             raise conflict(tunnels)
-        self._hook("create_tap_mirror_precommit", "tap_mirror", row, session)
+        self.driver.create_tap_mirror_precommit(DriverContext("tap_mirror", row, session))
         self._stamp(session, row)
-        self._after_create(uow, "tap_mirror", row)
+        self._after_create(uow, self._mirrors, row)
         return row
 
     def get_tap_mirror(self, session: Session, ctx: Context, id_: str) -> TapMirror:
@@ -319,7 +336,7 @@ class TapResources:
 
     def _delete_tap_mirror(self, uow: UnitOfWork, row: TapMirror) -> None:
         if row.status != PENDING_DELETE:
-            self._retire(uow, "tap_mirror", row, TapMirrorRepository(uow.session))
+            self._retire(uow, self._mirrors, row, TapMirrorRepository(uow.session))
 
     # ---- cascade from the inventory -------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""Neutron-compatible endpoints of the built-in port inventory: networks and ports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from taas.server.api import views
+from taas.server.api.auth import Caller
+from taas.server.api.common import (
+    create_items,
+    host_filter,
+    list_items,
+    show_item,
+    to_bool,
+    to_int,
+    update_item,
+    write,
+)
+from taas.server.api.resources import OWNED, _s
+from taas.server.services.inventory import Inventory
+
+router = APIRouter(prefix="/v2.0")
+NETWORK_FILTERS = {**OWNED, "provider:segmentation_id": ("segmentation_id", to_int),
+                   "admin_state_up": ("admin_state_up", to_bool)}
+PORT_FILTERS = {**OWNED, "network_id": _s("network_id"), "mac_address": _s("mac_address"),
+                "binding:host_id": ("host", host_filter), "device_owner": _s("device_owner"),
+                "device_id": _s("device_id"), "admin_state_up": ("admin_state_up", to_bool)}
+
+
+def _inventory(request: Request) -> Inventory:
+    return request.app.state.inventory
+
+
+@router.post("/networks", status_code=201)
+async def create_network(request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await create_items(request, "network", None, lambda uow, body:
+                              views.network(inv.create_network(uow, ctx, body)))
+
+
+@router.get("/networks")
+async def list_networks(request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await list_items(request, "networks", NETWORK_FILTERS,
+                            lambda s, q: inv.list_networks(s, ctx, q), views.network)
+
+
+@router.get("/networks/{network_id}")
+async def get_network(network_id: str, request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await show_item(request, "network", lambda s:
+                           views.network(inv.get_network(s, ctx, network_id)))
+
+
+@router.put("/networks/{network_id}")
+async def update_network(network_id: str, request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await update_item(request, "network", lambda uow, body: views.network(
+        inv.update_network(uow, ctx, network_id, body)))
+
+
+@router.delete("/networks/{network_id}", status_code=204)
+async def delete_network(network_id: str, request: Request, ctx: Caller) -> Response:
+    inv = _inventory(request)
+    await write(request, lambda uow: inv.delete_network(uow, ctx, network_id))
+    return Response(status_code=204)
+
+
+@router.post("/ports", status_code=201)
+async def create_port(request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await create_items(request, "port", None, lambda uow, body:
+                              views.port(inv.create_port(uow, ctx, body)))
+
+
+@router.get("/ports")
+async def list_ports(request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await list_items(request, "ports", PORT_FILTERS,
+                            lambda s, q: inv.list_ports(s, ctx, q), views.port)
+
+
+@router.get("/ports/{port_id}")
+async def get_port(port_id: str, request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await show_item(request, "port", lambda s: views.port(inv.get_port(s, ctx, port_id)))
+
+
+@router.put("/ports/{port_id}")
+async def update_port(port_id: str, request: Request, ctx: Caller) -> Any:
+    inv = _inventory(request)
+    return await update_item(request, "port", lambda uow, body: views.port(
+        inv.update_port(uow, ctx, port_id, body)))
+
+
+@router.delete("/ports/{port_id}", status_code=204)
+async def delete_port(port_id: str, request: Request, ctx: Caller) -> Response:
+    inv = _inventory(request)
+    await write(request, lambda uow: inv.delete_port(uow, ctx, port_id))
+    return Response(status_code=204)
