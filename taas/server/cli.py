@@ -74,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"taas-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    from taas.server.api.middleware import install_request_id_logging
+
+    install_request_id_logging()
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
     )
     from taas.server.db.migrations import is_current, upgrade
     from taas.server.db.session import Database

@@ -73,7 +73,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         cmd = [sys.executable, "-m", "taas.server.cli", "--config", str(self.config_file),
-               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+               "--host", "127.0.0.1", "--port", str(self.port),
+               "--log-level", str(self.config.get("log_level", "warning"))]
         env = dict(os.environ)
         # The server runs from this source tree whether or not the package is installed.
         src_root = str(Path(__file__).resolve().parents[2])

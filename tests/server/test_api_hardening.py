@@ -88,6 +88,7 @@ def test_declared_length_over_the_cap_is_413_before_any_body_byte(api: Api) -> N
         sock.sendall(_request_head(api, f"Content-Length: {200 * CAP}\r\n"))
         status, headers, body = _read_response(sock)
     assert status == 413 and headers.get("connection") == "close"
+    assert headers["x-openstack-request-id"].startswith("req-")
     err = json.loads(body)["NeutronError"]
     assert err["type"] == "HTTPRequestEntityTooLarge"
     assert err["message"] == "Request body too large"

@@ -13,7 +13,7 @@ from taas.server.api import agents, inventory, meta, resources
 from taas.server.api.auth import TokenStore
 from taas.server.api.common import MAX_BODY
 from taas.server.api.errors import install_error_handlers
-from taas.server.api.middleware import BodyLimit, CatchAll
+from taas.server.api.middleware import BodyLimit, CatchAll, HeadAsGet, RequestId
 from taas.server.config import Settings
 from taas.server.db.session import Database
 from taas.server.drivers.base import load_driver
@@ -64,6 +64,8 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     # Outermost last: BodyLimit sees the request first, CatchAll wraps the routes.
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(RequestId)
     app.include_router(meta.router)
     app.include_router(resources.router)
     app.include_router(inventory.router)

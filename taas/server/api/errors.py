@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from taas.server.services.errors import TaasError
 
@@ -53,10 +56,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return neutron_error(400, "HTTPBadRequest", "Invalid request: " + "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return neutron_error(exc.status_code, type_, message, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return neutron_error(exc.status_code, type_, message, headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
@@ -75,6 +81,28 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
         return _unavailable(request, str(exc).splitlines()[0])
+
+
+def _routes(routes: list[Any]) -> Iterator[Route]:
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers
+        if inner is not None:
+            yield from _routes(inner.routes)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path. (Starlette's own Allow names only the
+    first route matching the path, e.g. POST alone where GET is also served.)"""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        if route.path_regex.fullmatch(path):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")  # middleware.HeadAsGet
+    return sorted(methods)
 
 
 def _unavailable(request: Request, why: str) -> JSONResponse:

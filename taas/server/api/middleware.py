@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
+from contextvars import ContextVar
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,3 +111,74 @@ class CatchAll:
                 raise  # half a response is out: only closing the connection is honest
             await send_error(send, 500, "HTTPInternalServerError", "Internal server error")
 
+
+
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+ACCESS_LOG = logging.getLogger("taas.server.access")
+
+
+def install_request_id_logging() -> None:
+    """Give every log record `%(request_id)s`: the id of the request being served, or "-"."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, "taas_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        record.request_id = REQUEST_ID.get()
+        return record
+
+    factory.taas_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+class RequestId:
+    """Neutron's `X-Openstack-Request-Id: req-<uuid>` on every answer, and one log line per
+    request carrying it (every other line logged while serving it carries it too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req-{uuid.uuid4()}"
+        token = REQUEST_ID.set(request_id)
+        status = 0
+        start = time.monotonic()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-openstack-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            ACCESS_LOG.info("%s %s %s %s %.1f ms", request_id, scope.get("method"),
+                            scope.get("path"), status or "-", (time.monotonic() - start) * 1000)
+            REQUEST_ID.reset(token)
+
+
+class HeadAsGet:
+    """HEAD is answered wherever GET is, with GET's status and headers and no body (as
+    Neutron's API does)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def no_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, no_body)

@@ -115,6 +115,24 @@ def vlan_filter(name: str, value: Any) -> str | None:
     return value
 
 
+_TUNNEL_ID_RE = re.compile(r"\s*\+?[0-9]+\s*")
+
+
+def tunnel_id(name: str, value: Any) -> int:
+    """What the original's integer validator lets through: a JSON integer, an integral number
+    (99.0) or a string of one ("99", as openstackclient's --directions IN=99 sends); stored and
+    answered as an integer."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and _TUNNEL_ID_RE.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"'{name}' must be an integer, got {value!r}")
+    if not 0 <= value <= MAX_TUNNEL_ID:
+        raise InvalidInput(f"'{name}' must be in 0..{MAX_TUNNEL_ID}, got {value}")
+    return value
+
+
 def directions(name: str, value: Any) -> dict[str, int]:
     if not isinstance(value, dict) or not value:
         raise InvalidInput(
@@ -124,7 +142,7 @@ def directions(name: str, value: Any) -> dict[str, int]:
     for key, tunnel in value.items():
         if key not in ("IN", "OUT", "BOTH"):
             raise InvalidInput(f"'{name}': key {key!r} is not one of IN, OUT, BOTH")
-        out[key] = integer(0, MAX_TUNNEL_ID)(f"{name}.{key}", tunnel)
+        out[key] = tunnel_id(f"{name}.{key}", tunnel)
     if len(set(out.values())) != len(out):
         raise InvalidInput(f"'{name}': each direction needs its own tunnel id")
     return out
