@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from taas.server.api import agents, inventory, meta, resources
+from taas.server.api import agents, meta, resources
+from taas.server.api import inventory as inventory_api
 from taas.server.api.auth import TokenStore
 from taas.server.api.common import MAX_BODY
 from taas.server.api.errors import install_error_handlers
@@ -68,6 +69,6 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.add_middleware(RequestId)
     app.include_router(meta.router)
     app.include_router(resources.router)
-    app.include_router(inventory.router)
+    app.include_router(inventory_api.router)
     app.include_router(agents.router)
     return app
