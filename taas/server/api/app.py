@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from taas.server.api import agents, meta, resources
+from taas.server.api import agents, meta, openapi, resources
 from taas.server.api import inventory as inventory_api
 from taas.server.api.auth import TokenStore
 from taas.server.api.common import MAX_BODY
@@ -49,8 +49,8 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
                 listener.stop()
             db.dispose()
 
-    app = FastAPI(title="taas-server", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="taas-server", lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.db = db
     app.state.notifier = notifier
@@ -71,4 +71,5 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.include_router(resources.router)
     app.include_router(inventory_api.router)
     app.include_router(agents.router)
+    openapi.install(app)
     return app

@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from taas.server.api import schemas
 from taas.server.api.auth import Caller
+from taas.server.api.openapi import answers
 from taas.server.services.errors import NotFound
 
 router = APIRouter()
@@ -26,14 +28,14 @@ def _base(request: Request) -> str:
     return request.app.state.settings.endpoint
 
 
-@router.get("/")
+@router.get("/", response_model=None, responses=answers(200, schemas.Versions, ()))
 async def versions(request: Request) -> Any:
     return {"versions": [{"id": "v2.0", "status": "CURRENT",
                           "links": [{"rel": "self", "href": f"{_base(request)}/v2.0/"}]}]}
 
 
-@router.get("/v2.0/")
-@router.get("/v2.0")
+@router.get("/v2.0/", response_model=None, responses=answers(200, schemas.Collections, ()))
+@router.get("/v2.0", include_in_schema=False)
 async def v2(request: Request) -> Any:
     base = f"{_base(request)}/v2.0"
     names = [("network", "networks"), ("port", "ports"), ("agent", "agents"),
@@ -51,12 +53,14 @@ def _extension(alias: str, name: str, description: str) -> dict[str, Any]:
             "links": []}
 
 
-@router.get("/v2.0/extensions")
+@router.get("/v2.0/extensions", response_model=None,
+            responses=answers(200, schemas.Extensions, (401, 403)))
 async def extensions(_ctx: Caller) -> Any:
     return {"extensions": [_extension(*e) for e in EXTENSIONS]}
 
 
-@router.get("/v2.0/extensions/{alias}")
+@router.get("/v2.0/extensions/{alias}", response_model=None,
+            responses=answers(200, schemas.ExtensionAnswer, (401, 403, 404)))
 async def extension(alias: str, _ctx: Caller) -> Any:
     for e in EXTENSIONS:
         if e[0] == alias:

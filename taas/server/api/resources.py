@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from taas.server.api import views
+from taas.server.api import schemas, views
 from taas.server.api.auth import Caller
 from taas.server.api.common import (
     Converter,
@@ -17,6 +17,7 @@ from taas.server.api.common import (
     update_item,
     write,
 )
+from taas.server.api.openapi import answers, body, list_query
 from taas.server.services.tap import TapResources
 
 router = APIRouter(prefix="/v2.0")
@@ -43,35 +44,42 @@ def _taps(request: Request) -> TapResources:
 
 # ---- tap services ---------------------------------------------------------------------------
 
-@router.post(TS, status_code=201)
+@router.post(TS, status_code=201, response_model=None,
+             responses=answers(201, schemas.TAP_SERVICE.created()),
+             openapi_extra=body(*schemas.TAP_SERVICE.creates()))
 async def create_tap_service(request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
-    return await create_items(request, "tap_service", "tap_services", lambda uow, body:
-                              views.tap_service(taps.create_tap_service(uow, ctx, body)))
+    return await create_items(request, "tap_service", "tap_services", lambda uow, data:
+                              views.tap_service(taps.create_tap_service(uow, ctx, data)))
 
 
-@router.get(TS)
+@router.get(TS, response_model=None, responses=answers(200, schemas.TAP_SERVICE.list),
+            openapi_extra=list_query(TAP_SERVICE_FILTERS))
 async def list_tap_services(request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
     return await list_items(request, "tap_services", TAP_SERVICE_FILTERS,
                             lambda s, q: taps.list_tap_services(s, ctx, q), views.tap_service)
 
 
-@router.get(TS + "/{tap_service_id}")
+@router.get(TS + "/{tap_service_id}", response_model=None,
+            responses=answers(200, schemas.TAP_SERVICE.one))
 async def get_tap_service(tap_service_id: str, request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
     return await show_item(request, "tap_service", lambda s:
                            views.tap_service(taps.get_tap_service(s, ctx, tap_service_id)))
 
 
-@router.put(TS + "/{tap_service_id}")
+@router.put(TS + "/{tap_service_id}", response_model=None,
+            responses=answers(200, schemas.TAP_SERVICE.one),
+            openapi_extra=body(schemas.TAP_SERVICE.update))
 async def update_tap_service(tap_service_id: str, request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
-    return await update_item(request, "tap_service", lambda uow, body: views.tap_service(
-        taps.update_tap_service(uow, ctx, tap_service_id, body)))
+    return await update_item(request, "tap_service", lambda uow, data: views.tap_service(
+        taps.update_tap_service(uow, ctx, tap_service_id, data)))
 
 
-@router.delete(TS + "/{tap_service_id}", status_code=204)
+@router.delete(TS + "/{tap_service_id}", status_code=204, response_model=None,
+               responses=answers(204))
 async def delete_tap_service(tap_service_id: str, request: Request, ctx: Caller) -> Response:
     taps = _taps(request)
     await write(request, lambda uow: taps.delete_tap_service(uow, ctx, tap_service_id))
@@ -80,35 +88,42 @@ async def delete_tap_service(tap_service_id: str, request: Request, ctx: Caller)
 
 # ---- tap flows ------------------------------------------------------------------------------
 
-@router.post(TF, status_code=201)
+@router.post(TF, status_code=201, response_model=None,
+             responses=answers(201, schemas.TAP_FLOW.created()),
+             openapi_extra=body(*schemas.TAP_FLOW.creates()))
 async def create_tap_flow(request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
-    return await create_items(request, "tap_flow", "tap_flows", lambda uow, body:
-                              views.tap_flow(taps.create_tap_flow(uow, ctx, body)))
+    return await create_items(request, "tap_flow", "tap_flows", lambda uow, data:
+                              views.tap_flow(taps.create_tap_flow(uow, ctx, data)))
 
 
-@router.get(TF)
+@router.get(TF, response_model=None, responses=answers(200, schemas.TAP_FLOW.list),
+            openapi_extra=list_query(TAP_FLOW_FILTERS))
 async def list_tap_flows(request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
     return await list_items(request, "tap_flows", TAP_FLOW_FILTERS,
                             lambda s, q: taps.list_tap_flows(s, ctx, q), views.tap_flow)
 
 
-@router.get(TF + "/{tap_flow_id}")
+@router.get(TF + "/{tap_flow_id}", response_model=None,
+            responses=answers(200, schemas.TAP_FLOW.one))
 async def get_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
     return await show_item(request, "tap_flow", lambda s:
                            views.tap_flow(taps.get_tap_flow(s, ctx, tap_flow_id)))
 
 
-@router.put(TF + "/{tap_flow_id}")
+@router.put(TF + "/{tap_flow_id}", response_model=None,
+            responses=answers(200, schemas.TAP_FLOW.one),
+            openapi_extra=body(schemas.TAP_FLOW.update))
 async def update_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
-    return await update_item(request, "tap_flow", lambda uow, body: views.tap_flow(
-        taps.update_tap_flow(uow, ctx, tap_flow_id, body)))
+    return await update_item(request, "tap_flow", lambda uow, data: views.tap_flow(
+        taps.update_tap_flow(uow, ctx, tap_flow_id, data)))
 
 
-@router.delete(TF + "/{tap_flow_id}", status_code=204)
+@router.delete(TF + "/{tap_flow_id}", status_code=204, response_model=None,
+               responses=answers(204))
 async def delete_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Response:
     taps = _taps(request)
     await write(request, lambda uow: taps.delete_tap_flow(uow, ctx, tap_flow_id))
@@ -117,35 +132,42 @@ async def delete_tap_flow(tap_flow_id: str, request: Request, ctx: Caller) -> Re
 
 # ---- tap mirrors (no bulk create, as in the original) ---------------------------------------
 
-@router.post(TM, status_code=201)
+@router.post(TM, status_code=201, response_model=None,
+             responses=answers(201, schemas.TAP_MIRROR.created()),
+             openapi_extra=body(*schemas.TAP_MIRROR.creates()))
 async def create_tap_mirror(request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
-    return await create_items(request, "tap_mirror", None, lambda uow, body:
-                              views.tap_mirror(taps.create_tap_mirror(uow, ctx, body)))
+    return await create_items(request, "tap_mirror", None, lambda uow, data:
+                              views.tap_mirror(taps.create_tap_mirror(uow, ctx, data)))
 
 
-@router.get(TM)
+@router.get(TM, response_model=None, responses=answers(200, schemas.TAP_MIRROR.list),
+            openapi_extra=list_query(TAP_MIRROR_FILTERS))
 async def list_tap_mirrors(request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
     return await list_items(request, "tap_mirrors", TAP_MIRROR_FILTERS,
                             lambda s, q: taps.list_tap_mirrors(s, ctx, q), views.tap_mirror)
 
 
-@router.get(TM + "/{tap_mirror_id}")
+@router.get(TM + "/{tap_mirror_id}", response_model=None,
+            responses=answers(200, schemas.TAP_MIRROR.one))
 async def get_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
     return await show_item(request, "tap_mirror", lambda s:
                            views.tap_mirror(taps.get_tap_mirror(s, ctx, tap_mirror_id)))
 
 
-@router.put(TM + "/{tap_mirror_id}")
+@router.put(TM + "/{tap_mirror_id}", response_model=None,
+            responses=answers(200, schemas.TAP_MIRROR.one),
+            openapi_extra=body(schemas.TAP_MIRROR.update))
 async def update_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Any:
     taps = _taps(request)
-    return await update_item(request, "tap_mirror", lambda uow, body: views.tap_mirror(
-        taps.update_tap_mirror(uow, ctx, tap_mirror_id, body)))
+    return await update_item(request, "tap_mirror", lambda uow, data: views.tap_mirror(
+        taps.update_tap_mirror(uow, ctx, tap_mirror_id, data)))
 
 
-@router.delete(TM + "/{tap_mirror_id}", status_code=204)
+@router.delete(TM + "/{tap_mirror_id}", status_code=204, response_model=None,
+               responses=answers(204))
 async def delete_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Response:
     taps = _taps(request)
     await write(request, lambda uow: taps.delete_tap_mirror(uow, ctx, tap_mirror_id))

@@ -1,0 +1,316 @@
+"""Pydantic models of the request and response bodies, for the OpenAPI document only.
+
+Requests are still checked by services/validation.py (Neutron's attribute rules and messages);
+these models describe the same rules, and tests/server/test_openapi.py runs schemathesis against
+the document to keep both in step. Responses are what api/views.py builds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+UUID = Annotated[str, Field(json_schema_extra={"format": "uuid"}, min_length=36,
+                            max_length=36)]
+Name = Annotated[str, Field(max_length=255)]
+Description = Annotated[str, Field(max_length=1024)]
+Project = Annotated[str, Field(max_length=255)]
+Status = Literal["ACTIVE", "DOWN", "ERROR", "PENDING_DELETE"]
+Direction = Literal["IN", "OUT", "BOTH"]
+VLAN_FILTER = r"^([0-9]+(-[0-9]+)?)(,([0-9]+(-[0-9]+)?))*$"
+TunnelId = (Annotated[int, Field(ge=0, le=2**32 - 1)]
+            | Annotated[str, Field(pattern=r"^\s*\+?[0-9]+\s*$", max_length=32)])
+Bool = bool | Literal["true", "false", "True", "False"]
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def absent(**kwargs: Any) -> Any:
+    """An optional attribute that must not be null when given (the validators refuse null)."""
+    return Field(None, json_schema_extra=_drop_default, **kwargs)
+
+
+class Strict(BaseModel):
+    """A request object: unknown attributes are 400."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+class ErrorBody(Answer):
+    type: str = Field(description="Neutron's error type, e.g. TapServiceNotFound")
+    message: str
+    detail: str
+
+
+class NeutronError(Answer):
+    NeutronError: ErrorBody
+
+
+class Link(Answer):
+    rel: Literal["next", "previous", "self"]
+    href: str
+
+
+# ---- discovery ------------------------------------------------------------------------------
+
+class Version(Answer):
+    id: str
+    status: str
+    links: list[Link]
+
+
+class Versions(Answer):
+    versions: list[Version]
+
+
+class Collection(Answer):
+    name: str
+    collection: str
+    links: list[Link]
+
+
+class Collections(Answer):
+    resources: list[Collection]
+
+
+class Extension(Answer):
+    alias: str
+    name: str
+    description: str
+    updated: str
+    links: list[Link]
+
+
+class Extensions(Answer):
+    extensions: list[Extension]
+
+
+class ExtensionAnswer(Answer):
+    extension: Extension
+
+
+# ---- tap resources --------------------------------------------------------------------------
+
+class Owned(Answer):
+    id: UUID
+    tenant_id: str
+    project_id: str
+    name: str
+    description: str
+
+
+class TapService(Owned):
+    port_id: UUID
+    status: Status
+
+
+class TapFlow(Owned):
+    tap_service_id: UUID
+    source_port: UUID
+    direction: Direction
+    status: Status
+    vlan_filter: str | None
+
+
+class TapMirror(Owned):
+    port_id: UUID
+    directions: dict[Direction, int]
+    remote_ip: str
+    mirror_type: Literal["gre", "erspanv1"]
+    status: Status
+
+
+class OwnedCreate(Strict):
+    name: Name = ""
+    description: Description = ""
+    tenant_id: Project = absent()
+    project_id: Project = absent()
+
+
+class NameUpdate(Strict):
+    name: Name = ""
+    description: Description = ""
+
+
+class TapServiceCreate(OwnedCreate):
+    port_id: UUID
+
+
+class TapFlowCreate(OwnedCreate):
+    tap_service_id: UUID
+    source_port: UUID
+    direction: Direction
+    vlan_filter: Annotated[str, Field(pattern=VLAN_FILTER, max_length=1024)] | None = Field(
+        None, description="VLAN ids and ranges (0..4094, low <= high), e.g. '10-20,30'")
+
+
+class TapMirrorCreate(OwnedCreate):
+    port_id: UUID
+    directions: Annotated[dict[Direction, TunnelId], Field(min_length=1)] = Field(
+        description="A tunnel id per direction, each used once across every tap mirror")
+    remote_ip: Annotated[str, Field(max_length=64)] = Field(
+        description="Unicast IPv4/IPv6 of the collector: not unspecified, loopback, "
+        "multicast, broadcast, link-local, nor an agent's tunnel IP")
+    mirror_type: Literal["gre", "erspanv1"]
+
+
+# ---- inventory ------------------------------------------------------------------------------
+
+class Network(Owned):
+    network_type: Literal["vxlan"] = Field(alias="provider:network_type")
+    segmentation_id: int = Field(alias="provider:segmentation_id")
+    physical_network: None = Field(alias="provider:physical_network")
+    status: Literal["ACTIVE"]
+    admin_state_up: bool
+    shared: Literal[False]
+    subnets: list[str]
+    created_at: str | None
+
+
+class FixedIp(Strict):
+    ip_address: str = absent()
+    subnet_id: Annotated[str, Field(max_length=36)] = absent()
+
+
+class FixedIpAnswer(Answer):
+    ip_address: str | None = None
+    subnet_id: str | None = None
+
+
+class Port(Owned):
+    network_id: UUID
+    mac_address: str
+    host_id: str = Field(alias="binding:host_id")
+    device_owner: str
+    device_id: str
+    status: Literal["ACTIVE", "DOWN"]
+    admin_state_up: bool
+    fixed_ips: list[FixedIpAnswer]
+    created_at: str | None
+
+
+class NetworkCreate(OwnedCreate):
+    id: UUID = absent()
+    admin_state_up: Bool = True
+    shared: Literal[False] = False
+    network_type: Literal["vxlan"] = Field("vxlan", alias="provider:network_type")
+    segmentation_id: Annotated[int, Field(ge=1, le=2**24 - 1)] = absent(
+        alias="provider:segmentation_id",
+        description="VXLAN VNI; outside the range reserved for tap services")
+    physical_network: None = Field(None, alias="provider:physical_network")
+
+
+class NetworkUpdate(NameUpdate):
+    admin_state_up: Bool = True
+
+
+MAC = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")]
+
+
+class PortUpdate(NameUpdate):
+    host_id: Annotated[str, Field(max_length=255)] | None = Field(None, alias="binding:host_id")
+    device_owner: Name = ""
+    device_id: Name = ""
+    admin_state_up: Bool = True
+    fixed_ips: list[FixedIp] = []
+
+
+class PortCreate(PortUpdate):
+    id: UUID = absent()
+    tenant_id: Project = absent()
+    project_id: Project = absent()
+    network_id: UUID
+    mac_address: MAC = absent()
+
+
+# ---- agents ---------------------------------------------------------------------------------
+
+class AgentConfig(Answer):
+    tunnel_ip: str | None
+
+
+class Agent(Answer):
+    id: UUID
+    host: str
+    agent_type: Literal["TaaS agent"]
+    binary: Literal["taas-agent"]
+    configurations: AgentConfig
+    alive: bool
+    admin_state_up: bool
+    heartbeat_timestamp: str | None
+    created_at: str | None
+    reported_revision: int | None
+
+
+class AgentRegistration(Strict):
+    tunnel_ip: Annotated[str, Field(max_length=64)] | None = None
+
+
+class AgentPort(BaseModel):
+    port_id: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class HostReportAnswer(Answer):
+    host: str
+    revision: int
+    accepted: int
+    taas_ids: list[int]
+
+
+# ---- envelopes ------------------------------------------------------------------------------
+
+def envelope(name: str, key: str, inner: Any, links: bool = False,
+             extra: dict[str, Any] | None = None) -> type[BaseModel]:
+    """A model `{key: inner}` (Neutron's envelope), optionally with `<key>_links` (pages) and
+    other required members."""
+    fields: dict[str, Any] = {key: (inner, ...)}
+    if links:
+        fields[f"{key}_links"] = (list[Link], absent())
+    for member, annotation in (extra or {}).items():
+        fields[member] = (annotation, ...)
+    return create_model(name, __base__=Answer, **fields)
+
+
+def request_envelope(name: str, key: str, inner: Any) -> type[BaseModel]:
+    return create_model(name, __base__=Strict, **{key: (inner, ...)})
+
+
+class Models:
+    """The request and answer models of one Neutron resource's five routes."""
+
+    def __init__(self, singular: str, plural: str, item: type[BaseModel],
+                 create: type[BaseModel], update: type[BaseModel], bulk: bool) -> None:
+        title = "".join(w.capitalize() for w in singular.split("_"))
+        self.one = envelope(f"{title}Answer", singular, item)
+        self.list = envelope(f"{title}List", plural, list[item], links=True)  # type: ignore[valid-type]
+        self.create = request_envelope(f"{title}CreateRequest", singular, create)
+        self.update = request_envelope(f"{title}UpdateRequest", singular, update)
+        self.bulk_create = self.bulk = None
+        if bulk:
+            self.bulk_create = request_envelope(
+                f"{title}BulkCreateRequest", plural,
+                Annotated[list[create], Field(min_length=1)])  # type: ignore[valid-type]
+            self.bulk = envelope(f"{title}BulkAnswer", plural, list[item])  # type: ignore[valid-type]
+
+    def creates(self) -> tuple[type[BaseModel], ...]:
+        return (self.create,) + ((self.bulk_create,) if self.bulk_create else ())
+
+    def created(self) -> Any:
+        return self.one | self.bulk if self.bulk else self.one
+
+
+TAP_SERVICE = Models("tap_service", "tap_services", TapService, TapServiceCreate, NameUpdate,
+                     bulk=True)
+TAP_FLOW = Models("tap_flow", "tap_flows", TapFlow, TapFlowCreate, NameUpdate, bulk=True)
+TAP_MIRROR = Models("tap_mirror", "tap_mirrors", TapMirror, TapMirrorCreate, NameUpdate,
+                    bulk=False)
+NETWORK = Models("network", "networks", Network, NetworkCreate, NetworkUpdate, bulk=False)
+PORT = Models("port", "ports", Port, PortCreate, PortUpdate, bulk=False)
