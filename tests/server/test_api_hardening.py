@@ -18,6 +18,7 @@ from taas.server.db import models
 from taas.server.services import validation
 from taas.testing.postgres import postgres_cluster
 from taas.testing.server import run_server
+from taas.testing.wait import wait_until
 
 from .conftest import Api, fresh_tunnel_id, neutron_error
 
@@ -136,6 +137,19 @@ def test_next_request_on_the_connection_works_after_a_500(api: Api) -> None:
         assert r.headers.get("connection") == "close" or \
             local_port(first) == local_port(r) == local_port(after)
     assert "injected precommit bug" in api.server.log()
+
+
+def test_a_client_gone_mid_body_costs_one_log_line_not_a_traceback() -> None:
+    with run_server(log_level="info") as srv:
+        with _connect(srv.url) as sock:
+            sock.sendall((f"POST {TS} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: "
+                          f"{srv.tokens['admin']}\r\nContent-Type: application/json\r\n"
+                          "Content-Length: 100\r\n\r\n{\"tap_").encode())
+        # Sentinel: the access line of that request (written once the server is done with it).
+        wait_until(lambda: f"POST {TS} -" in srv.log(), timeout=20, what="the access line")
+        log = srv.log()
+        assert "client went away during POST" in log
+        assert "Traceback" not in log and "unhandled error" not in log
 
 
 # ---- database unavailable -------------------------------------------------------------------

@@ -9,6 +9,7 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taas.server.services.errors import TaasError
@@ -105,6 +106,9 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # Nobody to answer; a traceback per vanished client floods the log under load.
+            LOG.info("client went away during %s %s", scope.get("method"), scope.get("path"))
         except Exception:  # noqa: BLE001 - answered below, the details go to the log only
             LOG.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
