@@ -13,19 +13,55 @@ A host's state holds:
   tap service's destination is on this host (listed so that the host reports their status);
 - ``tap_mirrors`` whose port is bound to this host;
 - ``ports``: inventory facts (network, MAC, VNI) of every port those resources name.
+
+Versioned and tolerant: both sides parse with these models, which carry ``version``
+(CONTRACT_VERSION) and ignore fields they do not know, so a server or agent one release ahead
+may add fields without breaking the other (rolling upgrades). A field's meaning never changes
+within a major version; removing or re-purposing one needs a new major version. Revisions are
+per host: ``DesiredState.revision`` changes only when this host's state may have changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+import hashlib
+import json
+from dataclasses import asdict, field
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+# 1: the first versioned contract (the unversioned one of be100a8 is read as version 1 too).
+CONTRACT_VERSION = 1
 
 Direction = Literal["IN", "OUT", "BOTH"]
 MirrorType = Literal["gre", "erspanv1"]
 ResourceKind = Literal["tap_service", "tap_flow", "tap_mirror"]
+Revision = Annotated[int, Field(ge=0, lt=2**62)]
+
+# Unknown fields are dropped, not refused: the other side may be newer.
+TOLERANT = ConfigDict(extra="ignore")
+
+__all__ = [
+    "CONTRACT_VERSION", "ContractError", "DesiredState", "HostReport", "PortFacts",
+    "ResourceStatus", "TapFlowState", "TapMirrorState", "TapServiceState", "ports_digest",
+]
 
 
-@dataclass(frozen=True)
+class ContractError(ValueError):
+    """A message does not follow the contract (a required field missing, a wrong type)."""
+
+
+def _parse(adapter: TypeAdapter, data: Any, what: str) -> Any:
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or what
+        raise ContractError(f"{what}: {where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True, config=TOLERANT)
 class PortFacts:
     """What the inventory knows of a port named by a resource in this state."""
 
@@ -36,7 +72,7 @@ class PortFacts:
     host: str | None  # binding:host_id; None while no agent has reported the port
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=TOLERANT)
 class TapServiceState:
     id: str
     project_id: str
@@ -47,7 +83,7 @@ class TapServiceState:
     dest_tunnel_ip: str | None  # tunnel IP reported by dest_host's agent
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=TOLERANT)
 class TapFlowState:
     id: str
     project_id: str
@@ -57,7 +93,7 @@ class TapFlowState:
     vlan_filter: str | None  # e.g. "10-20,30"; None mirrors every frame
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=TOLERANT)
 class TapMirrorState:
     id: str
     project_id: str
@@ -67,17 +103,19 @@ class TapMirrorState:
     mirror_type: MirrorType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=TOLERANT)
 class DesiredState:
     host: str
-    revision: int
+    revision: Revision  # this host's revision: changes only when its state may have changed
     tap_services: tuple[TapServiceState, ...] = ()
     tap_flows: tuple[TapFlowState, ...] = ()
     tap_mirrors: tuple[TapMirrorState, ...] = ()
     ports: dict[str, PortFacts] = field(default_factory=dict)
+    version: int = CONTRACT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "version": self.version,
             "host": self.host,
             "revision": self.revision,
             "tap_services": [asdict(s) for s in self.tap_services],
@@ -87,31 +125,22 @@ class DesiredState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DesiredState:
-        return cls(
-            host=data["host"],
-            revision=int(data["revision"]),
-            tap_services=tuple(TapServiceState(**s) for s in data.get("tap_services", [])),
-            tap_flows=tuple(TapFlowState(**f) for f in data.get("tap_flows", [])),
-            tap_mirrors=tuple(
-                TapMirrorState(**{**m, "directions": dict(m["directions"])})
-                for m in data.get("tap_mirrors", [])
-            ),
-            ports={pid: PortFacts(**p) for pid, p in data.get("ports", {}).items()},
-        )
+    def from_dict(cls, data: Any) -> DesiredState:
+        """Parse an answer; unknown fields are ignored, a broken one raises ContractError."""
+        return _parse(_DESIRED, data, "desired_state")  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=TOLERANT)
 class ResourceStatus:
     """One resource as an agent holds it on its switch."""
 
     kind: ResourceKind
-    id: str
+    id: Annotated[str, Field(min_length=1, max_length=36)]
     status: Literal["ACTIVE", "ERROR"]
-    reason: str | None = None
+    reason: Annotated[str, Field(max_length=1024)] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=TOLERANT)
 class HostReport:
     """What an agent reports after each convergence: everything it holds, nothing else.
 
@@ -120,24 +149,44 @@ class HostReport:
     out an id whose old flows may still be somewhere.
     """
 
-    host: str
-    revision: int  # the desired-state revision the agent converged to
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    revision: Revision  # the host revision the agent converged to
     resources: tuple[ResourceStatus, ...] = ()
-    taas_ids: tuple[int, ...] = ()
+    taas_ids: tuple[Annotated[int, Field(ge=0, le=4095)], ...] = ()
+    version: int = CONTRACT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "version": self.version,
             "host": self.host,
             "revision": self.revision,
             "resources": [asdict(r) for r in self.resources],
             "taas_ids": list(self.taas_ids),
         }
 
+    def digest(self) -> str:
+        """Fingerprint of what the report says (order-insensitive): an agent skips sending a
+        report whose digest the server already stored."""
+        canon = {"revision": self.revision, "taas_ids": sorted(set(self.taas_ids)),
+                 "resources": sorted([r.kind, r.id, r.status, r.reason or ""]
+                                     for r in self.resources)}
+        return _sha(json.dumps(canon, separators=(",", ":")))
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HostReport:
-        return cls(
-            host=data["host"],
-            revision=int(data["revision"]),
-            resources=tuple(ResourceStatus(**r) for r in data.get("resources", [])),
-            taas_ids=tuple(int(i) for i in data.get("taas_ids", [])),
-        )
+    def from_dict(cls, data: Any) -> HostReport:
+        """Parse a report; unknown fields are ignored, a broken one raises ContractError."""
+        return _parse(_REPORT, data, "report")  # type: ignore[no-any-return]
+
+
+def ports_digest(port_ids: Any) -> str:
+    """Fingerprint of a host's port set: the agent skips the ports call while the server's
+    stored digest equals that of its current set (a heartbeat then costs one UPDATE)."""
+    return _sha("\n".join(sorted(set(port_ids))))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_DESIRED = TypeAdapter(DesiredState)
+_REPORT = TypeAdapter(HostReport)

@@ -34,8 +34,10 @@ class Settings:
     agent_down_time: int = 30
     # "module:Class" of the service driver; the default computes hosts' desired states.
     service_driver: str = "taas.server.drivers.default:DefaultDriver"
-    # Seconds between revision polls when PostgreSQL LISTEN/NOTIFY is unavailable.
-    revision_poll_interval: float = 1.0
+    # Seconds between a long-poll's safety re-reads of its host's revision. Wake-ups are
+    # reliable (local commits; PostgreSQL NOTIFY across replicas), so by default the long-poll
+    # timeout; lower it only for replicas that share a database without LISTEN/NOTIFY.
+    revision_poll_interval: float = 30.0
     log_level: str = "info"
     # Base URL clients reach this server at (behind a proxy or on a wildcard bind); discovery
     # and pagination links are built from it, never from the request's Host header.

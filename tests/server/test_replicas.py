@@ -37,10 +37,10 @@ def test_change_on_one_replica_wakes_long_poll_on_the_other(pg_cluster: str) -> 
         with two.client("admin") as admin:
             net = admin.post("/v2.0/networks", json={"network": {"project_id": "project-a"}})
             assert net.status_code == 201
+            # Bound to the watched host: this change concerns it (the NOTIFY names it).
             port = admin.post("/v2.0/ports", json={"port": {"network_id": net.json()[
-                "network"]["id"]}})
+                "network"]["id"], "binding:host_id": host}})
             assert port.status_code == 201
         watcher.join(timeout=40)
-        print(result)
         assert result["revision"] > current
         assert result["elapsed"] < 10, result

@@ -54,16 +54,27 @@ def test_taas_id_unique_insert_reports_conflict_without_breaking_the_transaction
         assert {100, 101} <= TapServiceRepository(session).used_taas_ids()
 
 
-def test_revision_bumps_and_rolls_back(db: Database) -> None:
+def test_host_revisions_bump_once_per_transaction_and_roll_back(db: Database) -> None:
+    a, b, c = (f"rev-{uuid.uuid4().hex[:6]}-{i}" for i in range(3))
     with db.read() as session:
         start = RevisionRepository(session).current()
     with db.write() as uow:
-        assert RevisionRepository(uow.session).bump() == start + 1
+        repo = RevisionRepository(uow.session)
+        first = repo.bump_hosts([a])
+        # One value per transaction, whatever the number of changes in it.
+        assert repo.bump_hosts([a, b]) == first > start
     with pytest.raises(RuntimeError), db.write() as uow:
-        RevisionRepository(uow.session).bump()
+        RevisionRepository(uow.session).bump_hosts([c])
         raise RuntimeError("abort")
     with db.read() as session:
-        assert RevisionRepository(session).current() == start + 1
+        repo = RevisionRepository(session)
+        assert repo.of_hosts([a, b, c]) == {a: first, b: first, c: 0}
+        assert repo.of_host(c) == 0
+    with db.write() as uow:
+        later = RevisionRepository(uow.session).bump_hosts([b])
+    with db.read() as session:  # only the host it names moves
+        assert RevisionRepository(session).of_hosts([a, b]) == {a: first, b: later}
+        assert later > first
 
 
 def test_list_sort_marker_and_pages(db: Database) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -11,12 +9,10 @@ from fastapi import APIRouter, Request, Response
 from taas.server.api import views
 from taas.server.api.auth import Caller
 from taas.server.api.common import json_body, list_query, page_links, read, select_fields, write
-from taas.server.db.repositories import RevisionRepository
+from taas.server.services import watch
 from taas.server.services.errors import InvalidInput
 
 router = APIRouter(prefix="/v2.0")
-MAX_WAIT = 60.0
-DEFAULT_WAIT = 30.0
 
 
 def _agents(request: Request) -> Any:
@@ -51,39 +47,32 @@ def _number(name: str, value: str | None, default: float | None) -> float | None
         raise InvalidInput(f"{name} must be a number, got {value!r}") from None
 
 
+async def _until_disconnect(request: Request) -> None:
+    """Returns once the client has closed its connection (a long-poll then stops)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 @router.get("/taas-agents/{host}/desired-state")
 async def desired_state(host: str, request: Request, ctx: Caller) -> Any:
-    """Long-poll: answer when the revision differs from ?revision=, or at the timeout.
-
-    Holds no database connection while waiting: it waits on the notifier's event (set by
-    local commits and by PostgreSQL NOTIFY) and re-reads the revision at least every
-    `revision_poll_interval` seconds as a safety net.
-    """
-    ctx.require_agent()
+    """Long-poll: answer when the host's revision differs from ?revision=, or at the timeout
+    (services/watch.py); the answer is always the host's full state."""
+    svc = _agents(request)
+    svc.authorize(ctx, host)
     params = request.query_params
     known = _number("revision", params.get("revision"), None)
-    wait = _number("timeout", params.get("timeout"), DEFAULT_WAIT)
+    wait = _number("timeout", params.get("timeout"), watch.DEFAULT_WAIT)
     assert wait is not None
-    if not 0 <= wait <= MAX_WAIT:
-        raise InvalidInput(f"timeout must be within 0..{MAX_WAIT:g} seconds")
-    notifier = request.app.state.notifier
-    poll = request.app.state.settings.revision_poll_interval
-    deadline = time.monotonic() + wait
-    if known is not None:
-        while True:
-            event = notifier.current()
-            current = await read(request, lambda s: RevisionRepository(s).current())
-            remaining = deadline - time.monotonic()
-            # notifier.closing: the server is stopping; answer now rather than hold it up.
-            if current != known or remaining <= 0 or notifier.closing:
-                break
-            try:
-                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))
-            except TimeoutError:
-                pass
-    svc = _agents(request)
-    state = await read(request, lambda s: svc.desired_state(s, ctx, host))
-    return {"desired_state": state.to_dict()}
+    if not 0 <= wait <= watch.MAX_WAIT:
+        raise InvalidInput(f"timeout must be within 0..{watch.MAX_WAIT:g} seconds")
+    answer = await watch.wait_for_change(
+        request.app.state.notifier, host, known, wait,
+        request.app.state.settings.revision_poll_interval,
+        lambda: read(request, lambda s: svc.revision(s, ctx, host)),
+        lambda: _until_disconnect(request))
+    if not answer:
+        return Response(status_code=204)  # nobody listens any more
+    return {"desired_state": await read(request, lambda s: svc.desired_state(s, ctx, host))}
 
 
 @router.put("/taas-agents/{host}/report")

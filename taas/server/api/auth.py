@@ -31,7 +31,8 @@ class TokenStore:
 
     @classmethod
     def from_file(cls, path: str | None) -> TokenStore:
-        """Load `{"tokens": {"<token>": {"project_id": ..., "roles": [...]}}}`."""
+        """Load `{"tokens": {"<token>": {"project_id": ..., "roles": [...]}}}`; an entry's
+        optional "host" binds the token to that host's agent API."""
         if path is None:
             return cls({})
         try:
@@ -41,7 +42,11 @@ class TokenStore:
                 roles = frozenset(entry.get("roles", []))
                 if not roles <= ROLES:
                     raise ConfigError(f"unknown role(s) {sorted(roles - ROLES)} in {path}")
-                tokens[token] = Context(project_id=str(entry.get("project_id", "")), roles=roles)
+                host = entry.get("host")  # a per-host agent credential
+                if host is not None and (not isinstance(host, str) or not host):
+                    raise ConfigError(f"'host' of a token must be a host name in {path}")
+                tokens[token] = Context(project_id=str(entry.get("project_id", "")), roles=roles,
+                                        host=host)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"cannot load tokens file {path}: {exc!r}") from None
         return cls(tokens)

@@ -29,11 +29,20 @@ LIVE = text(f"status <> '{PENDING_DELETE}'")
 
 
 class Revision(Base):
-    """One row: the revision of every host's desired state (shared by replicas)."""
+    """One row: the revision counter. Each write transaction that changes desired states
+    takes the next value once and gives it to every host it changes (HostRevision)."""
 
     __tablename__ = "revision"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class HostRevision(Base):
+    """A host's revision: the counter's value at the last change of its desired state."""
+
+    __tablename__ = "host_revisions"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class Network(Base):
@@ -75,8 +84,9 @@ class TapService(Base):
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
     # Unique: the arbiter of concurrent allocations on every database.
     taas_id: Mapped[int] = mapped_column(Integer, unique=True)
-    # Revision that created it: hosts that reported older revisions may still be installing it.
-    created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
+    # those hosts to report at least this revision.
+    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     # One live tap service per destination port, enforced against concurrent creates.
     __table_args__ = (Index("uq_tap_services_live_port", "port_id", unique=True,
@@ -96,8 +106,9 @@ class TapFlow(Base):
     direction: Mapped[str] = mapped_column(String(4))
     vlan_filter: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
-    # Revision that created it: hosts that reported older revisions may still be installing it.
-    created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
+    # those hosts to report at least this revision.
+    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     # One live flow per (source port, tap service), enforced against concurrent creates.
     __table_args__ = (Index("uq_tap_flows_live_pair", "source_port", "tap_service_id",
@@ -115,8 +126,9 @@ class TapMirror(Base):
     remote_ip: Mapped[str] = mapped_column(String(64))
     mirror_type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
-    # Revision that created it: hosts that reported older revisions may still be installing it.
-    created_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
+    # those hosts to report at least this revision.
+    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -138,6 +150,10 @@ class Agent(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     reported_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Fingerprints of the last port set (only when all of it is bound here) and report the
+    # server stored: the agent skips sending them again while they match.
+    ports_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    report_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class HeldResource(Base):

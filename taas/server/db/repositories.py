@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from taas.server.db.models import (
     Base,
     HeldResource,
     HeldTaasId,
+    HostRevision,
     Network,
     Port,
     Revision,
@@ -59,6 +61,15 @@ class Repository(Generic[M]):
     def remove(self, obj: M) -> None:
         self.session.delete(obj)
         self.session.flush()
+
+    def set_status_unless_pending(self, row: M, status: str) -> None:
+        """Write a computed status unless a concurrent delete marked the row PENDING_DELETE
+        meanwhile (the conditional UPDATE waits for that delete's row lock, then re-checks)."""
+        model: Any = self.model
+        self.session.execute(
+            update(model).where(model.id == row.id, model.status != "PENDING_DELETE")
+            .values(status=status).execution_options(synchronize_session=False))
+        self.session.expire(row, ["status"])
 
     def pending_unheld(self) -> list[M]:
         """PENDING_DELETE rows no agent's last report holds (waiting only for lagging hosts,
@@ -224,6 +235,15 @@ class TapServiceRepository(LiveRows[TapService]):
             return []
         return list(self.session.scalars(self.live().where(TapService.id.in_(ids))))
 
+    def taas_ids_near(self, host: str) -> set[int]:
+        """taas_ids of the tap services (any status) in `host`'s scope: destination bound
+        there, or fed by a flow whose source is bound there."""
+        local = select(Port.id).where(Port.host == host)
+        fed = select(TapFlow.tap_service_id).where(TapFlow.source_port.in_(local))
+        stmt = select(TapService.taas_id).where(
+            or_(TapService.port_id.in_(local), TapService.id.in_(fed)))
+        return set(self.session.scalars(stmt))
+
     def used_taas_ids(self) -> set[int]:
         rows = self.session.scalars(select(TapService.taas_id))
         held = self.session.scalars(select(HeldTaasId.taas_id))
@@ -355,16 +375,27 @@ class AgentRepository(Repository[Agent]):
         stmt = select(HeldResource).where(HeldResource.resource_id.in_(ids))
         return list(self.session.scalars(stmt))
 
+    def held_taas_ids(self, host: str) -> set[int]:
+        stmt = select(HeldTaasId.taas_id).where(HeldTaasId.host == host)
+        return set(self.session.scalars(stmt))
+
     def held_ids(self, host: str) -> set[str]:
         stmt = select(HeldResource.resource_id).where(HeldResource.host == host)
         return set(self.session.scalars(stmt))
 
-    def reported_revisions(self, hosts: Iterable[str]) -> dict[str, int | None]:
-        hosts = list(set(hosts))
-        if not hosts:
-            return {}
-        stmt = select(Agent.host, Agent.reported_revision).where(Agent.host.in_(hosts))
-        return {h: r for h, r in self.session.execute(stmt)}
+    def heartbeat(self, host: str, stamp: datetime) -> None:
+        self.session.execute(update(Agent).where(Agent.host == host).values(heartbeat_at=stamp))
+
+    def sources_of_services_at(self, host: str) -> set[str]:
+        """Hosts of the live flows' sources feeding a tap service whose destination is bound
+        to `host` (their states carry `host`'s tunnel IP)."""
+        dest = select(Port.id).where(Port.host == host)
+        services = select(TapService.id).where(TapService.port_id.in_(dest),
+                                               TapService.status != "PENDING_DELETE")
+        sources = select(TapFlow.source_port).where(TapFlow.tap_service_id.in_(services),
+                                                    TapFlow.status != "PENDING_DELETE")
+        stmt = select(Port.host).where(Port.id.in_(sources), Port.host.is_not(None)).distinct()
+        return set(self.session.scalars(stmt))
 
     def alive_reported_revisions(
         self, since: datetime, hosts: Iterable[str] | None = None
@@ -393,19 +424,66 @@ class AgentRepository(Repository[Agent]):
 
 
 class RevisionRepository:
+    """The revision counter and the hosts' revisions."""
+
+    _TAKEN = "taas_revision"  # session.info key: the value this transaction took
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
     def current(self) -> int:
         return int(self.session.scalar(select(Revision.value).where(Revision.id == 1)) or 0)
 
-    def bump(self, notify_channel: str | None = None) -> int:
-        """Increment the shared revision; on PostgreSQL also NOTIFY (delivered at commit)."""
-        stmt = update(Revision).where(Revision.id == 1).values(value=Revision.value + 1)
-        self.session.execute(stmt)
-        value = self.current()
-        if notify_channel:
+    def of_host(self, host: str) -> int:
+        stmt = select(HostRevision.revision).where(HostRevision.host == host)
+        return int(self.session.scalar(stmt) or 0)
+
+    def of_hosts(self, hosts: Iterable[str]) -> dict[str, int]:
+        hosts = list(set(hosts))
+        if not hosts:
+            return {}
+        stmt = select(HostRevision.host, HostRevision.revision).where(
+            HostRevision.host.in_(hosts))
+        found = {h: int(r) for h, r in self.session.execute(stmt)}
+        return {h: found.get(h, 0) for h in hosts}
+
+    def taken(self) -> int | None:
+        """The value this transaction took, if it changed any host."""
+        return self.session.info.get(self._TAKEN)
+
+    def bump_hosts(self, hosts: Iterable[str], notify_channel: str | None = None) -> int:
+        """Give `hosts` this transaction's revision (the counter's next value, taken once per
+        transaction); on PostgreSQL also NOTIFY their names (delivered at commit).
+
+        The counter's row lock serialises these transactions on PostgreSQL, so the hosts'
+        rows are read and inserted without racing another writer."""
+        value = self.taken()
+        if value is None:
             self.session.execute(
-                text("SELECT pg_notify(:ch, :val)"), {"ch": notify_channel, "val": str(value)}
-            )
+                update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+            value = self.current()
+            self.session.info[self._TAKEN] = value
+        hosts = sorted(set(hosts))
+        if not hosts:
+            return value
+        self.session.execute(update(HostRevision).where(HostRevision.host.in_(hosts))
+                             .values(revision=value))
+        have = set(self.session.scalars(
+            select(HostRevision.host).where(HostRevision.host.in_(hosts))))
+        for host in hosts:
+            if host not in have:
+                self.session.add(HostRevision(host=host, revision=value))
+        self.session.flush()
+        if notify_channel:
+            self.session.execute(text("SELECT pg_notify(:ch, :hosts)"),
+                                 {"ch": notify_channel, "hosts": notify_payload(hosts)})
         return value
+
+
+NOTIFY_ALL = "*"
+
+
+def notify_payload(hosts: Sequence[str]) -> str:
+    """Host names as a JSON list; '*' (every host) past PostgreSQL's 8000-byte payload limit."""
+    payload = json.dumps(list(hosts))
+    return payload if len(payload.encode()) < 7900 else NOTIFY_ALL

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from taas.common.desired_state import DesiredState
 from taas.server.config import Settings
 from taas.server.drivers.notifier import RevisionNotifier
 
@@ -51,9 +50,6 @@ class ServiceDriver:
     # Changes outside tap resources that still alter desired states (port bindings, tunnel IPs).
     def state_changed_precommit(self, ctx: DriverContext) -> None: ...
     def state_changed_postcommit(self, ctx: DriverContext) -> None: ...
-
-    def desired_state(self, session: Session, host: str) -> DesiredState:
-        raise NotImplementedError
 
 
 def load_driver(settings: Settings, notifier: RevisionNotifier, is_postgres: bool) -> ServiceDriver:

@@ -13,7 +13,6 @@ BUG_PREFIX = "fail-precommit"
 
 class FaultInjectingDriver(DefaultDriver):
     def _maybe_fail(self, ctx: DriverContext) -> None:
-        self._wake(ctx)
         if str(getattr(ctx.resource, "name", "")).startswith(FAIL_PREFIX):
             raise RuntimeError(f"injected postcommit failure for {ctx.kind} {ctx.resource.id}")
 

@@ -34,7 +34,7 @@ import httpx
 
 from taas.server.config import Settings
 from taas.server.db.models import Network, Port
-from taas.server.db.repositories import NetworkRepository, PortRepository
+from taas.server.db.repositories import AgentRepository, NetworkRepository, PortRepository
 from taas.server.db.session import Database, UnitOfWork
 from taas.server.drivers.base import ServiceDriver
 from taas.server.services import errors, lifecycle
@@ -107,9 +107,13 @@ class NeutronInventory(Inventory):
                 self.drop_network(uow, other.id)
             repo.add(Network(id=net["id"], created_at=now(), **values))
         elif any(getattr(row, k) != v for k, v in values.items()):
+            moved_vni = row.segmentation_id != seg
             for k, v in values.items():
                 setattr(row, k, v)
             uow.session.flush()
+            if moved_vni:  # the ports' facts in desired states carry it
+                ports = {p.id for p in uow.session.query(Port).filter(Port.network_id == row.id)}
+                self._changed(uow, "network", row, self._concerned(uow, ports))
         return True
 
     def put_port(self, uow: UnitOfWork, port: dict[str, Any]) -> None:
@@ -130,25 +134,29 @@ class NeutronInventory(Inventory):
         if row is None:
             row = Port(id=port["id"], created_at=now(), **values)
             repo.add(row)
-            self._changed(uow, "port", row)
+            self._changed(uow, "port", row, self._concerned(uow, {row.id}))
             return
         changed = {k for k, v in values.items() if getattr(row, k) != v}
         if not changed:
             return
+        hosts = self._concerned(uow, {row.id})
+        if "host" in changed:  # both agents send their whole port sets again
+            AgentRepository(session).unsettle_ports({row.host, values["host"]})
         for k in changed:
             setattr(row, k, values[k])
         session.flush()
         if "host" in changed:  # the binding moved: statuses and desired states follow
             lifecycle.refresh(session, self.settings.agent_down_time, port_ids={row.id})
-        self._changed(uow, "port", row)
+        self._changed(uow, "port", row, hosts | self._concerned(uow, {row.id}))
 
     def drop_port(self, uow: UnitOfWork, port_id: str) -> None:
         row = PortRepository(uow.session).get(port_id)
         if row is None:
             return
+        hosts = self._concerned(uow, {row.id})
         self.taps.delete_port_users(uow, row.id)
         PortRepository(uow.session).remove(row)
-        self._changed(uow, "port", row)
+        self._changed(uow, "port", row, hosts)
 
     def drop_network(self, uow: UnitOfWork, network_id: str) -> None:
         session = uow.session

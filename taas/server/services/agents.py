@@ -1,24 +1,38 @@
-"""The agent-facing API's rules: registration, port bindings, desired state, reports."""
+"""The agent-facing API's rules: registration, port bindings, desired state, reports.
+
+Each call costs O(what changed): a heartbeat is one UPDATE; a port set or report equal to the
+one stored (same digest) is not even sent by the agent; a change bumps only the hosts it
+concerns (services/projection.py), and only their long-polls answer.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from taas.common.desired_state import DesiredState
+from taas.common.desired_state import ContractError, HostReport, ports_digest
 from taas.server.config import Settings
 from taas.server.db.models import Agent, Port
-from taas.server.db.repositories import AgentRepository, ListQuery, PortRepository
+from taas.server.db.repositories import (
+    AgentRepository,
+    ListQuery,
+    PortRepository,
+    RevisionRepository,
+    TapServiceRepository,
+)
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
-from taas.server.services import errors, lifecycle, validation
+from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context
 from taas.server.services.tap import now
 
-KINDS = ("tap_service", "tap_flow", "tap_mirror")
+LOG = logging.getLogger(__name__)
+STATE_CACHE_SIZE = 20_000  # hosts whose last desired state this replica keeps
 
 
 def _expect_dict(value: Any, what: str) -> dict:
@@ -31,13 +45,20 @@ class Agents:
     def __init__(self, settings: Settings, driver: ServiceDriver) -> None:
         self.settings = settings
         self.driver = driver
+        self.changes = projection.Changes(driver.notifier, driver.is_postgres)
+        # host -> (revision, answer): a host's state only changes with its revision, so an
+        # unchanged one is served from here (long-polls that time out cost one SELECT).
+        self._states: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._states_lock = threading.Lock()
 
     def is_alive(self, agent: Agent) -> bool:
         return now() - agent.heartbeat_at <= timedelta(seconds=self.settings.agent_down_time)
 
-    def _changed(self, uow: UnitOfWork, row: Any) -> None:
-        self.driver.state_changed_precommit(DriverContext("agent", row, uow.session))
-        uow.after_commit(lambda: self.driver.state_changed_postcommit(DriverContext("agent", row)))
+    def _changed(self, uow: UnitOfWork, hosts: set[str], what: Any) -> None:
+        """Give `hosts` a new revision (and wake them after the commit); driver hooks."""
+        self.changes.touch(uow, hosts)
+        self.driver.state_changed_precommit(DriverContext("agent", what, uow.session))
+        uow.after_commit(lambda: self.driver.state_changed_postcommit(DriverContext("agent", what)))
 
     def _agent(self, session: Session, host: str) -> Agent:
         agent = AgentRepository(session).by_host(host)
@@ -46,12 +67,13 @@ class Agents:
         return agent
 
     @staticmethod
-    def _host(host: str) -> str:
-        return validation.string(255)("host", host)
+    def authorize(ctx: Context, host: str) -> None:
+        """The agent API for `host`: a service/admin credential, bound to `host` if bound."""
+        validation.string(255)("host", host)
+        ctx.require_agent(host)
 
     def register(self, uow: UnitOfWork, ctx: Context, host: str, body: Any) -> Agent:
-        ctx.require_agent()
-        self._host(host)
+        self.authorize(ctx, host)
         attrs = _expect_dict(_expect_dict(body, "body").get("agent"), "agent")
         unknown = set(attrs) - {"tunnel_ip"}
         if unknown:
@@ -65,22 +87,23 @@ class Agents:
         if agent is None:
             agent = repo.add(Agent(id=str(uuid.uuid4()), host=host, tunnel_ip=tunnel_ip,
                                    heartbeat_at=stamp, created_at=stamp))
-            self._changed(uow, agent)
-        else:
-            agent.heartbeat_at = stamp
-            if agent.tunnel_ip != tunnel_ip:
-                agent.tunnel_ip = tunnel_ip
-                self._changed(uow, agent)
+            self._changed(uow, projection.hosts_fed_by(uow.session, host), agent)
+        elif agent.tunnel_ip != tunnel_ip:
+            agent.heartbeat_at, agent.tunnel_ip = stamp, tunnel_ip
             uow.session.flush()
+            self._changed(uow, projection.hosts_fed_by(uow.session, host), agent)
+        elif agent.heartbeat_at != stamp:  # the heartbeat: one UPDATE (none twice a second)
+            repo.heartbeat(host, stamp)
+            uow.session.expire(agent, ["heartbeat_at"])
         return agent
 
     def set_ports(
         self, uow: UnitOfWork, ctx: Context, host: str, body: Any
     ) -> tuple[list[Port], list[str]]:
         """Bind the ports the agent sees to its host; unbind those it no longer sees."""
-        ctx.require_agent()
+        self.authorize(ctx, host)
         session = uow.session
-        self._agent(session, host)
+        agent = self._agent(session, host)
         items = _expect_dict(body, "body").get("ports")
         if not isinstance(items, list):
             raise errors.InvalidInput("'ports' must be a list")
@@ -106,50 +129,74 @@ class Agents:
         to_bind = [pid for pid, p in known.items() if p.host != host and p.host not in holders]
         to_unbind = sorted(previously - set(known))
         if to_bind or to_unbind:
+            moved = set(to_bind) | set(to_unbind)
+            # The hosts concerned before and after: a resource leaving a host changes it too.
+            hosts = projection.hosts_naming_ports(session, moved)
             repo.set_host(to_bind, host)
             repo.set_host(to_unbind, None)
             session.flush()
             session.expire_all()
-            lifecycle.refresh(session, self.settings.agent_down_time,
-                              port_ids=set(to_bind) | set(to_unbind))
-            self._changed(uow, {"host": host})
+            hosts |= projection.hosts_naming_ports(session, moved)
+            lifecycle.refresh(session, self.settings.agent_down_time, port_ids=moved)
+            self._changed(uow, hosts, {"host": host})
         ports = list(repo.get_many(known).values())
+        # The digest tells the agent it may skip this call while its set stays the same; only
+        # when the whole set is bound here (unknown ports or ports another host holds are
+        # re-sent at each heartbeat: they may bind later).
+        settled = not unknown and all(p.host == host for p in ports)
+        agent = self._agent(session, host)
+        agent.ports_digest = ports_digest(seen) if settled else None
+        session.flush()
         return sorted(ports, key=lambda p: p.id), unknown
 
-    def desired_state(self, session: Session, ctx: Context, host: str) -> DesiredState:
-        ctx.require_agent()
-        self._host(host)
-        return self.driver.desired_state(session, host)
+    def revision(self, session: Session, ctx: Context, host: str) -> int:
+        self.authorize(ctx, host)
+        return RevisionRepository(session).of_host(host)
+
+    def desired_state(self, session: Session, ctx: Context, host: str) -> dict[str, Any]:
+        """The host's desired state as sent (from the cache while its revision holds)."""
+        self.authorize(ctx, host)
+        revision = RevisionRepository(session).of_host(host)
+        with self._states_lock:
+            cached = self._states.get(host)
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        state = projection.desired_state(session, self.settings, host)
+        answer = state.to_dict()
+        with self._states_lock:
+            if len(self._states) >= STATE_CACHE_SIZE:
+                self._states.pop(next(iter(self._states)))
+            self._states[host] = (state.revision, answer)
+        return answer
 
     def report(self, uow: UnitOfWork, ctx: Context, host: str, body: Any) -> dict[str, Any]:
-        """Store what the host holds; statuses and pending deletions follow from it."""
-        ctx.require_agent()
+        """Store what the host holds; statuses and pending deletions follow from it.
+
+        taas_ids the server never gave this host (no tap service in its scope, not held by
+        it before) are ignored and logged: a host cannot block ids of the rest of the cloud."""
+        self.authorize(ctx, host)
         session = uow.session
         agent = self._agent(session, host)
         data = _expect_dict(_expect_dict(body, "body").get("report"), "report")
         if data.get("host", host) != host:
             raise errors.InvalidInput(f"report is for host {data.get('host')!r}, not {host!r}")
-        revision = validation.integer(0, 2**62)("revision", data.get("revision", 0))
-        resources = data.get("resources", [])
-        taas_ids = data.get("taas_ids", [])
-        if not isinstance(resources, list) or not isinstance(taas_ids, list):
-            raise errors.InvalidInput("'resources' and 'taas_ids' must be lists")
-        held: dict[tuple[str, str], tuple[str, str | None]] = {}
-        for item in resources:
-            item = _expect_dict(item, "resources[]")
-            kind = validation.one_of(*KINDS)("kind", item.get("kind"))
-            rid = validation.string(36)("id", item.get("id"))
-            status = validation.one_of("ACTIVE", "ERROR")("status", item.get("status"))
-            reason = item.get("reason")
-            if reason is not None:
-                reason = validation.string(1024)("reason", reason)
-            held[(kind, rid)] = (status, reason)
-        ids = {validation.integer(0, 4095)("taas_ids[]", t) for t in taas_ids}
+        try:
+            report = HostReport.from_dict({"host": host, "revision": 0, **data})
+        except ContractError as exc:
+            raise errors.InvalidInput(f"Invalid report: {exc}") from None
+        held = {(r.kind, r.id): (r.status, r.reason) for r in report.resources}
         repo = AgentRepository(session)
         before = repo.held_ids(host)
+        ids = set(report.taas_ids)
+        allowed = repo.held_taas_ids(host) | TapServiceRepository(session).taas_ids_near(host)
+        if ids - allowed:
+            LOG.warning("host %s reported taas_ids it was never given, ignored: %s",
+                        host, sorted(ids - allowed))
+            ids &= allowed
         repo.replace_report(host, [(k, r, s, why) for (k, r), (s, why) in held.items()], ids)
         agent.heartbeat_at = now()
-        agent.reported_revision = revision
+        agent.reported_revision = report.revision
+        agent.report_digest = report.digest()
         session.flush()
         # What the host held or holds, and what names its ports (pending deletions that waited
         # for this host to catch up).
@@ -157,7 +204,7 @@ class Agents:
         lifecycle.refresh(session, self.settings.agent_down_time,
                           resource_ids=before | {r for _, r in held}, port_ids=local,
                           pending=True)
-        return {"host": host, "revision": revision, "accepted": len(held),
+        return {"host": host, "revision": report.revision, "accepted": len(held),
                 "taas_ids": sorted(ids)}
 
     # ---- admin view -----------------------------------------------------------------
@@ -176,14 +223,17 @@ class Agents:
     def delete_agent(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         """Forget a (dead) agent: its holdings, its port bindings, its row."""
         agent = self.get_agent(uow.session, ctx, id_)
-        repo = AgentRepository(uow.session)
+        session = uow.session
+        repo = AgentRepository(session)
         held = repo.held_ids(agent.host)
-        ports = {p.id for p in PortRepository(uow.session).bound_to(agent.host)}
+        ports = {p.id for p in PortRepository(session).bound_to(agent.host)}
+        hosts = (projection.hosts_fed_by(session, agent.host)
+                 | projection.hosts_naming_ports(session, ports))
         repo.forget_holdings(agent.host)
-        PortRepository(uow.session).clear_host(agent.host)
+        PortRepository(session).clear_host(agent.host)
         repo.remove(agent)
-        uow.session.expire_all()
-        lifecycle.refresh(uow.session, self.settings.agent_down_time, resource_ids=held,
+        session.expire_all()
+        hosts |= projection.hosts_naming_ports(session, ports)
+        lifecycle.refresh(session, self.settings.agent_down_time, resource_ids=held,
                           port_ids=ports, pending=True)
-        self._changed(uow, agent)
-
+        self._changed(uow, hosts, agent)

@@ -11,6 +11,9 @@ from taas.server.services.errors import InvalidInput, NotAuthorized, PolicyNotAu
 class Context:
     project_id: str
     roles: frozenset[str]
+    # The one host whose agent API this credential may use (a per-host agent credential);
+    # None: any host (a cloud-wide service or admin credential, weaker: see docs/agent-api.md).
+    host: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -41,9 +44,13 @@ class Context:
         if not self.is_admin:
             raise PolicyNotAuthorized("This operation needs the admin role")
 
-    def require_agent(self) -> None:
+    def require_agent(self, host: str | None = None) -> None:
+        """The agent API (of `host`, when given): a service or admin role, and a credential
+        bound to a host acts for that host only."""
         if not self.is_agent:
             raise NotAuthorized("The agent API needs the service or admin role")
+        if host is not None and self.host is not None and host != self.host:
+            raise NotAuthorized(f"This credential is bound to another host than {host}")
 
     def sees(self, project_id: str) -> bool:
         """Whether a resource of `project_id` exists for this caller (else 404)."""

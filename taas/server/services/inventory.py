@@ -14,7 +14,7 @@ from taas.server.db.models import Network, Port
 from taas.server.db.repositories import ListQuery, NetworkRepository, PortRepository
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
-from taas.server.services import errors, lifecycle, validation
+from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context
 from taas.server.services.tap import TapResources, now
 
@@ -35,8 +35,15 @@ class Inventory:
     def stop(self) -> None:
         """Undo `start`."""
 
-    def _changed(self, uow: UnitOfWork, kind: str, row: Any) -> None:
-        """Ports feed desired states (MAC, network, host): bump the revision."""
+    @staticmethod
+    def _concerned(uow: UnitOfWork, port_ids: set[str]) -> set[str]:
+        """Hosts whose desired state names one of the ports (take it before and after a
+        change: a resource leaving a host changes that host too)."""
+        return projection.hosts_naming_ports(uow.session, port_ids)
+
+    def _changed(self, uow: UnitOfWork, kind: str, row: Any, hosts: set[str]) -> None:
+        """Ports feed desired states (MAC, network, host): bump the hosts concerned."""
+        self.taps.changes.touch(uow, hosts)
         self.driver.state_changed_precommit(DriverContext(kind, row, uow.session))
         uow.after_commit(lambda: self.driver.state_changed_postcommit(DriverContext(kind, row)))
 
@@ -140,7 +147,8 @@ class Inventory:
             created_at=now(),
         )
         repo.add(row)
-        self._changed(uow, "port", row)
+        hosts = projection.hosts_naming_ports(session, {row.id})
+        self._changed(uow, "port", row, hosts | ({row.host} if row.host else set()))
         return row
 
     def get_port(self, session: Session, ctx: Context, id_: str) -> Port:
@@ -160,18 +168,22 @@ class Inventory:
         row = self.get_port(uow.session, ctx, id_)
         ctx.require_admin()
         attrs = validation.check_body(validation.PORT, body, update=True, resource="port")
+        # The hosts concerned before and after (a binding change moves resources).
+        hosts = projection.hosts_naming_ports(uow.session, {row.id})
         for key, value in attrs.items():
             setattr(row, "host" if key == "binding:host_id" else key, value)
         uow.session.flush()
         if "binding:host_id" in attrs:
             lifecycle.refresh(uow.session, self.settings.agent_down_time, port_ids={row.id})
         if attrs:  # an empty update changes nothing: no revision bump
-            self._changed(uow, "port", row)
+            hosts |= projection.hosts_naming_ports(uow.session, {row.id})
+            self._changed(uow, "port", row, hosts)
         return row
 
     def delete_port(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_port(uow.session, ctx, id_)
         ctx.require_admin()
+        hosts = projection.hosts_naming_ports(uow.session, {row.id})
         self.taps.delete_port_users(uow, row.id)
         PortRepository(uow.session).remove(row)
-        self._changed(uow, "port", row)
+        self._changed(uow, "port", row, hosts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from taas.server.db.repositories import (
@@ -16,6 +15,7 @@ from taas.server.db.repositories import (
     TapMirrorRepository,
     TapServiceRepository,
 )
+from taas.server.services import projection
 
 PENDING_DELETE = "PENDING_DELETE"
 
@@ -32,22 +32,6 @@ def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
     return "DOWN"
 
 
-def named_ports(session: Session, kind: str, row: Any) -> list[str]:
-    """The ports a resource names (a flow: its source and its service's destination)."""
-    port_ids = [row.port_id] if kind != "tap_flow" else [row.source_port]
-    if kind == "tap_flow":
-        service = TapServiceRepository(session).get(row.tap_service_id)
-        if service is not None:
-            port_ids.append(service.port_id)
-    return port_ids
-
-
-def involved_hosts(session: Session, kind: str, row: Any) -> set[str]:
-    """Hosts of the ports a resource names."""
-    ports = PortRepository(session).get_many(named_ports(session, kind, row))
-    return {p.host for p in ports.values() if p.host}
-
-
 def alive_since(down_time: int) -> datetime:
     return datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=down_time)
 
@@ -56,32 +40,20 @@ def may_be_installing(session: Session, kind: str, row: Any, down_time: int) -> 
     """Whether a host may hold the resource without having reported it yet. Deleting such a
     resource at once could free a taas_id (or tunnel id) whose flows are being installed.
 
-    A resource enters a host's desired state when it is created, but also when a port it names
-    is bound (later, or to another host), so the creation revision says too little: a host
-    whose agent is alive may be installing it while its last report is older than the current
-    revision (agents report after every revision: this costs one report round trip). The
-    hosts are those of the named ports and those whose last report holds it. Dead agents do
-    not block deletion; the taas_ids of their last reports still block reuse."""
+    The hosts are those whose state holds it (placement rule) and those whose last report
+    holds it; dead agents do not block deletion (the taas_ids of their last reports still
+    block reuse). Per host, not global: a live resource waits for hosts behind their own
+    revision; a PENDING_DELETE one only for hosts behind the revision at which it left their
+    states (``retired_revision``), so other tenants' changes never delay it."""
     agents = AgentRepository(session)
-    hosts = involved_hosts(session, kind, row) | agents.holders(kind, row.id)
-    since = alive_since(down_time)
-    current = RevisionRepository(session).current()
-    return any(rev is None or rev < current
-               for rev in agents.alive_reported_revisions(since, hosts).values())
-
-
-def set_status(session: Session, row: Any, status: str) -> None:
-    """Write a computed status unless a concurrent delete marked the row PENDING_DELETE
-    meanwhile (the conditional UPDATE waits for that delete's row lock, then re-checks): a
-    report must never bring a deleted resource back."""
-    model = type(row)
-    session.execute(
-        sql_update(model)
-        .where(model.id == row.id, model.status != PENDING_DELETE)
-        .values(status=status)
-        .execution_options(synchronize_session=False)
-    )
-    session.expire(row, ["status"])
+    hosts = projection.hosts_of(session, kind, row) | agents.holders(kind, row.id)
+    reported = agents.alive_reported_revisions(alive_since(down_time), hosts)
+    if not reported:
+        return False
+    retired = row.retired_revision if row.status == PENDING_DELETE else None
+    gate = (dict.fromkeys(reported, retired) if retired is not None
+            else RevisionRepository(session).of_hosts(reported))
+    return any(rev is None or rev < gate[h] for h, rev in reported.items())
 
 
 def refresh(
@@ -98,6 +70,7 @@ def refresh(
     flows_repo = TapFlowRepository(session)
     mirrors_repo = TapMirrorRepository(session)
     agents = AgentRepository(session)
+    repos = {"tap_service": services_repo, "tap_flow": flows_repo, "tap_mirror": mirrors_repo}
     if resource_ids is None and port_ids is None:
         services, flows, mirrors = services_repo.all(), flows_repo.all(), mirrors_repo.all()
         holdings = agents.holdings()
@@ -133,7 +106,7 @@ def refresh(
             return
         status = aggregate_status(hosts, held.get((kind, row.id), {}))
         if status != row.status:
-            set_status(session, row, status)
+            repos[kind].set_status_unless_pending(row, status)
 
     for s in services:
         update(s, "tap_service", [host(s.port_id)])

@@ -25,7 +25,7 @@ from taas.server.db.repositories import (
 )
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
-from taas.server.services import errors, lifecycle, validation
+from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class TapResources:
                             d.delete_tap_flow_precommit, d.delete_tap_flow_postcommit)
         self._mirrors = _Kind("tap_mirror", TapMirror, d.create_tap_mirror_postcommit,
                               d.delete_tap_mirror_precommit, d.delete_tap_mirror_postcommit)
+        self.changes = projection.Changes(driver.notifier, driver.is_postgres)
 
     # ---- shared helpers -------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class TapResources:
             session = undo_uow.session
             obj = session.get(kind.model, row.id)
             if obj is not None:
+                self.changes.touch(undo_uow, projection.hosts_of(session, kind.name, obj))
                 if kind.model is TapService:
                     for flow in TapFlowRepository(session).of_service(obj.id):
                         session.delete(flow)
@@ -97,11 +99,10 @@ class TapResources:
 
         uow.after_commit(post, undo)
 
-    @staticmethod
-    def _stamp(session: Session, row: Any) -> None:
-        """Remember the revision that publishes the new resource (see may_be_installing)."""
-        row.created_revision = RevisionRepository(session).current()
-        session.flush()
+    def _published(self, uow: UnitOfWork, kind: _Kind, row: Any) -> None:
+        """After the precommit hook: the new resource's hosts get this transaction's revision
+        (and are woken after the commit)."""
+        self.changes.touch(uow, projection.hosts_of(uow.session, kind.name, row))
 
     @staticmethod
     def _safe_post(hook: Hook, kind: _Kind, row: Any) -> None:
@@ -160,7 +161,7 @@ class TapResources:
         )
         self._allocate_taas_id(repo, row)
         self.driver.create_tap_service_precommit(DriverContext("tap_service", row, session))
-        self._stamp(session, row)
+        self._published(uow, self._services, row)
         self._after_create(uow, self._services, row)
         return row
 
@@ -209,13 +210,19 @@ class TapResources:
                 blocked: bool = False) -> None:
         """Delete at once if no host holds it, else PENDING_DELETE until hosts confirm."""
         session = uow.session
-        # Judged before this delete's own revision bump (precommit hook).
+        # Judged before this delete's own revision bump.
         pending = (blocked or AgentRepository(session).is_held(kind.name, row.id)
                    or lifecycle.may_be_installing(session, kind.name, row,
                                                   self.settings.agent_down_time))
+        hosts = projection.hosts_of(session, kind.name, row)
         kind.delete_precommit(DriverContext(kind.name, row, session))
+        revision = self.changes.touch(uow, hosts)
         if pending:
             row.status = PENDING_DELETE
+            # Its hosts must report at least this revision (or stop holding it) before the
+            # row goes; other hosts' revisions never matter.
+            row.retired_revision = (revision if revision is not None
+                                    else RevisionRepository(session).current())
             session.flush()
         else:
             repo.remove(row)
@@ -255,7 +262,7 @@ class TapResources:
         )
         TapFlowRepository(session).add(row)
         self.driver.create_tap_flow_precommit(DriverContext("tap_flow", row, session))
-        self._stamp(session, row)
+        self._published(uow, self._flows, row)
         self._after_create(uow, self._flows, row)
         return row
 
@@ -313,7 +320,7 @@ class TapResources:
         if not repo.add_tunnels(row.id, tunnels):
             raise conflict(tunnels)
         self.driver.create_tap_mirror_precommit(DriverContext("tap_mirror", row, session))
-        self._stamp(session, row)
+        self._published(uow, self._mirrors, row)
         self._after_create(uow, self._mirrors, row)
         return row
 
