@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from taas.agent.client import ServerClient, ServerError
+from taas.agent.client import MAX_BACKOFF, ServerClient, ServerError
 from taas.agent.port_monitor import PortMonitor
 from taas.agent.ports import LocalPort, PortMap
 from taas.agent.schedule import (
@@ -81,7 +81,7 @@ class AgentConfig:
     verify_interval: float = 60.0
     debounce: float = 0.05  # port changes arriving together make one report and one sync
     min_backoff: float = 0.2
-    max_backoff: float = 1.0  # a restarted server is noticed within about a second
+    max_backoff: float = MAX_BACKOFF  # spread out: a herd of retries keeps a server down
     error_report_after: int = 3  # consecutive sync failures before resources go ERROR
 
 

@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+KEEP_ALIVE = 75  # seconds an idle HTTP connection stays open
+
+
 def serve(app: Any, settings: Settings) -> None:
     """Run uvicorn; SIGTERM/SIGINT first wake every pending long-poll so that they answer at
     once and the server stops in well under a second instead of waiting for them."""
@@ -128,6 +131,9 @@ def serve(app: Any, settings: Settings) -> None:
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=settings.log_level.lower(), access_log=False,
+                            # Longer than the agents' 10 s heartbeat: their kept-alive
+                            # connection is never closed under them between two calls.
+                            timeout_keep_alive=KEEP_ALIVE,
                             # Backstop: a request still running after this is cancelled.
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
     Server(config).run()

@@ -58,8 +58,12 @@ class ServerProcess:
         self.tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in identities}
         self.identities = {self.tokens[n]: identities[n] for n in identities}
         tokens_file = self.workdir / "tokens.json"
+        # {"host": ...} in an entry binds that token to one host's agent API.
+        bound = {self.tokens[n]: e["host"] for n, e in (tokens or {}).items()
+                 if isinstance(e, dict) and e.get("host")}
         tokens_file.write_text(json.dumps({"tokens": {
-            tok: {"project_id": project, "roles": roles}
+            tok: {"project_id": project, "roles": roles,
+                  **({"host": bound[tok]} if tok in bound else {})}
             for tok, (project, roles) in self.identities.items()
         }}))
         self.config = dict(config)
@@ -143,8 +147,8 @@ def run_server(
     **config: Any,
 ) -> Iterator[ServerProcess]:
     """A running taas-server; `tokens` maps name -> (project_id, roles) or
-    {"project_id", "roles"} (defaults: admin, service, a-member, a-reader, b-member, b-reader;
-    the token strings themselves are random: read them from `.tokens`). Extra keyword
+    {"project_id", "roles"[, "host"]} (defaults: admin, service, a-member, a-reader, b-member,
+    b-reader; the token strings themselves are random: read them from `.tokens`). Extra keyword
     arguments are settings (vlan_range_start=..., agent_down_time=...). Everything is removed
     at exit."""
     server = ServerProcess(db_url, tokens, config)

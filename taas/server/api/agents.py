@@ -23,8 +23,13 @@ def _agents(request: Request) -> Any:
 async def register(host: str, request: Request, ctx: Caller) -> Any:
     body = await json_body(request)
     svc = _agents(request)
-    item = await write(request, lambda uow: views.agent(svc.register(uow, ctx, host, body), True))
-    return {"agent": item}
+    def run(uow: Any) -> dict[str, Any]:
+        agent = svc.register(uow, ctx, host, body)
+        # The digests let the agent skip re-sending an unchanged port set or report.
+        return {**views.agent(agent, True), "ports_digest": agent.ports_digest,
+                "report_digest": agent.report_digest}
+
+    return {"agent": await write(request, run)}
 
 
 @router.put("/taas-agents/{host}/ports")
@@ -32,8 +37,9 @@ async def set_ports(host: str, request: Request, ctx: Caller) -> Any:
     body = await json_body(request)
     svc = _agents(request)
     def run(uow: Any) -> dict[str, Any]:
-        ports, unknown = svc.set_ports(uow, ctx, host, body)
-        return {"ports": [views.port(p) for p in ports], "unknown": unknown}
+        ports, unknown, digest = svc.set_ports(uow, ctx, host, body)
+        return {"ports": [views.port(p) for p in ports], "unknown": unknown,
+                "ports_digest": digest}
 
     return await write(request, run)
 

@@ -383,6 +383,14 @@ class AgentRepository(Repository[Agent]):
         stmt = select(HeldResource.resource_id).where(HeldResource.host == host)
         return set(self.session.scalars(stmt))
 
+    def unsettle_ports(self, hosts: Iterable[str]) -> None:
+        """Forget the port-set digests of hosts whose bindings changed by another path: their
+        agents send their whole set again at the next heartbeat."""
+        hosts = [h for h in set(hosts) if h]
+        if hosts:
+            self.session.execute(update(Agent).where(Agent.host.in_(hosts))
+                                 .values(ports_digest=None))
+
     def heartbeat(self, host: str, stamp: datetime) -> None:
         self.session.execute(update(Agent).where(Agent.host == host).values(heartbeat_at=stamp))
 

@@ -99,8 +99,9 @@ class Agents:
 
     def set_ports(
         self, uow: UnitOfWork, ctx: Context, host: str, body: Any
-    ) -> tuple[list[Port], list[str]]:
-        """Bind the ports the agent sees to its host; unbind those it no longer sees."""
+    ) -> tuple[list[Port], list[str], str | None]:
+        """Bind the ports the agent sees to its host; unbind those it no longer sees.
+        Returns the ports, the unknown ids, and the digest stored (None: not settled)."""
         self.authorize(ctx, host)
         session = uow.session
         agent = self._agent(session, host)
@@ -132,6 +133,7 @@ class Agents:
             moved = set(to_bind) | set(to_unbind)
             # The hosts concerned before and after: a resource leaving a host changes it too.
             hosts = projection.hosts_naming_ports(session, moved)
+            agents.unsettle_ports({known[p].host for p in to_bind} - {host, None})
             repo.set_host(to_bind, host)
             repo.set_host(to_unbind, None)
             session.flush()
@@ -147,7 +149,7 @@ class Agents:
         agent = self._agent(session, host)
         agent.ports_digest = ports_digest(seen) if settled else None
         session.flush()
-        return sorted(ports, key=lambda p: p.id), unknown
+        return sorted(ports, key=lambda p: p.id), unknown, agent.ports_digest
 
     def revision(self, session: Session, ctx: Context, host: str) -> int:
         self.authorize(ctx, host)

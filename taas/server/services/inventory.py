@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session
 
 from taas.server.config import Settings
 from taas.server.db.models import Network, Port
-from taas.server.db.repositories import ListQuery, NetworkRepository, PortRepository
+from taas.server.db.repositories import (
+    AgentRepository,
+    ListQuery,
+    NetworkRepository,
+    PortRepository,
+)
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
@@ -170,6 +175,8 @@ class Inventory:
         attrs = validation.check_body(validation.PORT, body, update=True, resource="port")
         # The hosts concerned before and after (a binding change moves resources).
         hosts = projection.hosts_naming_ports(uow.session, {row.id})
+        if "binding:host_id" in attrs:  # both agents re-send their port sets
+            AgentRepository(uow.session).unsettle_ports({row.host, attrs["binding:host_id"]})
         for key, value in attrs.items():
             setattr(row, "host" if key == "binding:host_id" else key, value)
         uow.session.flush()

@@ -33,7 +33,10 @@ def aggregate_status(hosts: list[str | None], reported: dict[str, str]) -> str:
 
 
 def alive_since(down_time: int) -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=down_time)
+    """Heartbeats are stored to the second: so is this bound, as in Agents.is_alive (else an
+    agent that beat 0.9 s ago would count as dead with a down time of 1 s)."""
+    return (datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+            - timedelta(seconds=down_time))
 
 
 def may_be_installing(session: Session, kind: str, row: Any, down_time: int) -> bool:
