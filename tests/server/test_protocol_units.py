@@ -1,5 +1,5 @@
 """The protocol's pure parts: the tolerant contract, the placement rule, per-host wake-ups,
-the long-poll's stop on disconnect, the agents' backoff."""
+the long-poll's stop on disconnect."""
 
 from __future__ import annotations
 
