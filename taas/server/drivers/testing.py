@@ -19,7 +19,6 @@ class FaultInjectingDriver(DefaultDriver):
     def _maybe_bug(self, ctx: DriverContext) -> None:
         if str(getattr(ctx.resource, "name", "")).startswith(BUG_PREFIX):
             raise RuntimeError(f"injected precommit bug for {ctx.kind} {ctx.resource.id}")
-        self._bump(ctx)
 
     create_tap_service_postcommit = _maybe_fail
     create_tap_flow_postcommit = _maybe_fail
