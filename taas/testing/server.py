@@ -74,17 +74,20 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.src_root = Path(__file__).resolve().parents[2]
 
     def start(self, timeout: float = 30.0) -> None:
         cmd = [sys.executable, "-m", "taas.server.cli", "--config", str(self.config_file),
                "--host", "127.0.0.1", "--port", str(self.port),
                "--log-level", str(self.config.get("log_level", "warning"))]
         env = dict(os.environ)
-        # The server runs from this source tree whether or not the package is installed.
-        src_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = src_root + os.pathsep + env.get("PYTHONPATH", "")
+        # The server runs from this source tree whether or not the package is installed
+        # (or from `src_root`, set before start(): e.g. an older commit's tree).
+        env["PYTHONPATH"] = str(self.src_root) + os.pathsep + env.get("PYTHONPATH", "")
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # cwd: `python -m` puts it first on sys.path; it must not shadow src_root.
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
