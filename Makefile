@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo test lint bench bench-api bench-lab bench-dataplane bench-e2e bench-neutron clean
+.PHONY: deps demo test lint bench bench-api bench-lab bench-dataplane bench-e2e bench-neutron bench-scale clean
 
 deps:
 	./scripts/install-deps.sh
@@ -31,6 +31,9 @@ bench-e2e: deps
 
 bench-neutron: deps
 	$(PYTHON) -m bench.neutron_bench
+
+bench-scale: deps
+	$(PYTHON) -m bench.scale_bench
 
 # every benchmark, one after the other (figures print with the machine they ran on)
 bench: bench-api bench-lab bench-dataplane bench-e2e

@@ -81,7 +81,9 @@ class AgentConfig:
     verify_interval: float = 60.0
     debounce: float = 0.05  # port changes arriving together make one report and one sync
     min_backoff: float = 0.2
-    max_backoff: float = MAX_BACKOFF  # spread out: a herd of retries keeps a server down
+    max_backoff: float = 1.0  # switch work: an OVS restart is repaired within about a second
+    # Calls to the server back off further: a herd of retries keeps an overloaded server down.
+    server_max_backoff: float = MAX_BACKOFF
     error_report_after: int = 3  # consecutive sync failures before resources go ERROR
 
 
@@ -213,7 +215,8 @@ class Agent:
                     return  # stop() aborted the long-poll
                 failures += 1
                 self.stats.server_errors += 1
-                delay = backoff(failures, self.config.min_backoff, self.config.max_backoff)
+                delay = backoff(failures, self.config.min_backoff,
+                                self.config.server_max_backoff)
                 log = LOG.warning if failures in (1, 10) or failures % 50 == 0 else LOG.debug
                 log("desired state: %s (retry %d in %.1f s; switch left as it is)",
                     exc, failures, delay)
@@ -223,7 +226,7 @@ class Agent:
                 failures += 1
                 LOG.exception("desired state watch failed")
                 self._stop.wait(backoff(failures, self.config.min_backoff,
-                                        self.config.max_backoff))
+                                        self.config.server_max_backoff))
                 continue
             if failures:
                 LOG.info("server reachable again after %d failed watch calls", failures)
@@ -415,7 +418,8 @@ class Agent:
     def _uplink_loop(self) -> None:
         cfg = self.config
         sched = UplinkSchedule(report_interval=cfg.report_interval, debounce=cfg.debounce,
-                               min_backoff=cfg.min_backoff, max_backoff=cfg.max_backoff)
+                               min_backoff=cfg.min_backoff,
+                               max_backoff=cfg.server_max_backoff)
         while True:
             with self._cond:
                 now = self._turn(

@@ -33,7 +33,7 @@ def make_agent(server: FakeServer, driver: FakeDriver, **cfg: float) -> Agent:
                          report_interval=cfg.pop("report_interval", 0.5),
                          resync_interval=cfg.pop("resync_interval", 0.3),
                          reset_check_interval=cfg.pop("reset_check_interval", 0.2),
-                         min_backoff=0.05, max_backoff=0.3, **cfg)  # type: ignore[arg-type]
+                         min_backoff=0.05, max_backoff=0.3, server_max_backoff=0.3, **cfg)  # type: ignore[arg-type]
     return Agent(config, driver, ServerClient(server.url, server.token, HOST, timeout=2))
 
 

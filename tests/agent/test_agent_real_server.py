@@ -39,7 +39,7 @@ def agent(server: ServerProcess) -> Iterator[tuple[Agent, FakeDriver]]:
     driver = FakeDriver()
     config = AgentConfig(host="rs-host1", tunnel_ip="172.31.77.1", report_interval=1,
                          resync_interval=0.5, reset_check_interval=0.5, min_backoff=0.05,
-                         max_backoff=0.3)
+                         max_backoff=0.3, server_max_backoff=0.3)
     a = Agent(config, driver, ServerClient(server.url, server.tokens["service"], "rs-host1"))
     a.start()
     try:
