@@ -62,15 +62,6 @@ class Repository(Generic[M]):
         self.session.delete(obj)
         self.session.flush()
 
-    def set_status_unless_pending(self, row: M, status: str) -> None:
-        """Write a computed status unless a concurrent delete marked the row PENDING_DELETE
-        meanwhile (the conditional UPDATE waits for that delete's row lock, then re-checks)."""
-        model: Any = self.model
-        self.session.execute(
-            update(model).where(model.id == row.id, model.status != "PENDING_DELETE")
-            .values(status=status).execution_options(synchronize_session=False))
-        self.session.expire(row, ["status"])
-
     def pending_unheld(self) -> list[M]:
         """PENDING_DELETE rows no agent's last report holds (waiting only for lagging hosts,
         or for nothing when their ports went away): few, re-checked on every report."""
@@ -208,6 +199,15 @@ class LiveRows(Repository[M]):
         """The base statement of every query for rows that are not being deleted."""
         model: Any = self.model
         return select(model).where(model.status != PENDING_DELETE)
+
+    def set_status_unless_pending(self, row: M, status: str) -> None:
+        """Write a computed status unless a concurrent delete marked the row PENDING_DELETE
+        meanwhile (the conditional UPDATE waits for that delete's row lock, then re-checks)."""
+        model: Any = self.model
+        self.session.execute(
+            update(model).where(model.id == row.id, model.status != PENDING_DELETE)
+            .values(status=status).execution_options(synchronize_session=False))
+        self.session.expire(row, ["status"])
 
 
 class TapServiceRepository(LiveRows[TapService]):
@@ -399,9 +399,9 @@ class AgentRepository(Repository[Agent]):
         to `host` (their states carry `host`'s tunnel IP)."""
         dest = select(Port.id).where(Port.host == host)
         services = select(TapService.id).where(TapService.port_id.in_(dest),
-                                               TapService.status != "PENDING_DELETE")
+                                               TapService.status != PENDING_DELETE)
         sources = select(TapFlow.source_port).where(TapFlow.tap_service_id.in_(services),
-                                                    TapFlow.status != "PENDING_DELETE")
+                                                    TapFlow.status != PENDING_DELETE)
         stmt = select(Port.host).where(Port.id.in_(sources), Port.host.is_not(None)).distinct()
         return set(self.session.scalars(stmt))
 
