@@ -12,8 +12,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 from starlette.routing import Route
 
 from taas.server.services.errors import TaasError
@@ -65,13 +63,6 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return neutron_error(exc.status_code, type_, message, headers=headers)
-
-    @app.exception_handler(ClientDisconnect)
-    async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
-        # The client left mid-request (e.g. it timed out): nothing to answer, nothing to log
-        # loudly. A traceback per disconnect is what buries an overloaded server.
-        LOG.debug("client went away during %s %s", request.method, request.url.path)
-        return Response(status_code=499)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
