@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_file, args.log_level)
 
     from taas.agent.ovs.driver import OvsDriver  # the switch-facing half
+    from taas.agent.ovs.ovsdb import OvsdbClient
 
     stop = threading.Event()
 
@@ -98,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    driver = OvsDriver(args.ovsdb, args.ovs_rundir, args.host, args.tunnel_ip,
+    db = OvsdbClient(args.ovsdb)  # one OVSDB connection: the port monitor's and the driver's
+    driver = OvsDriver(db, args.ovs_rundir, args.host, args.tunnel_ip,
                        int_br=args.integration_bridge, tun_br=args.tunnel_bridge,
                        tap_br=args.tap_bridge, continuation=args.continuation,
                        hook_table=args.hook_table)
@@ -109,8 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          verify_interval=args.verify_interval,
                          reset_check_interval=args.reset_check_interval)
     agent = Agent(config, driver, client,
-                  monitor_factory=lambda cb: PortMonitor(args.ovsdb, args.integration_bridge,
-                                                         cb))
+                  monitor_factory=lambda cb: PortMonitor(db, args.integration_bridge, cb))
     LOG.info("taas-agent pid %d: host=%s server=%s ovsdb=%s rundir=%s bridges=%s/%s/%s",
              os.getpid(), args.host, args.server, args.ovsdb, args.ovs_rundir,
              args.integration_bridge, args.tunnel_bridge, args.tap_bridge)
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     while not stop.wait(1.0):
         pass
     agent.stop()
+    db.close()
     return 0
 
 

@@ -28,7 +28,7 @@ from taas.agent.ovs.compile import (
     static_flows,
 )
 from taas.agent.ovs.flows import Flow
-from taas.agent.ovs.ovsdb import Iface, Ovsdb, OvsdbView
+from taas.agent.ovs.ovsdb import Iface, OvsdbClient
 from taas.agent.ovs.switch import OpenFlowBridge, SwitchError, ovs_spelling
 from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
@@ -59,7 +59,8 @@ class OvsDriver:
     """Drives br-int, br-tap and br-tun of one host (see docs/pipeline.md)."""
 
     def __init__(
-        self, ovsdb: str, rundir: str, host: str, tunnel_ip: str, int_br: str = "br-int",
+        self, ovsdb: str | OvsdbClient, rundir: str, host: str, tunnel_ip: str,
+        int_br: str = "br-int",
         tun_br: str = "br-tun", tap_br: str = "br-tap", continuation: str = "NORMAL",
         hook_table: int = 0,
     ) -> None:
@@ -70,8 +71,10 @@ class OvsDriver:
         # OVS firewall would continue in the L2 agent's pipeline instead (e.g. resubmit(,60)).
         self.continuation = continuation
         self.hook_table = hook_table  # where copies are made (docs/neutron.md)
-        self.ovsdb = Ovsdb(ovsdb)  # writes (and reads when the view is not ready)
-        self.view = OvsdbView(ovsdb)  # reads: a replica kept by the IDL, no process per sync
+        # The agent's one OVSDB connection (shared with its port monitor), or our own.
+        self._owns_db = not isinstance(ovsdb, OvsdbClient)
+        self.db = OvsdbClient(ovsdb) if isinstance(ovsdb, str) else ovsdb
+        self.db.start()
         self.of = {BR_INT: OpenFlowBridge(rundir, int_br), BR_TAP: OpenFlowBridge(rundir, tap_br),
                    BR_TUN: OpenFlowBridge(rundir, tun_br)}
         # The flows of each bridge as of our last successful apply. Only we write our cookie,
@@ -99,40 +102,43 @@ class OvsDriver:
 
     def setup(self) -> None:
         """Create br-tap and the patch ports (idempotent); install the static flows."""
-        dp = self.ovsdb.get("Bridge", self.int_br, "datapath_type").strip('"') or "system"
+        api = self.db.api
+        dp = self.db.bridge_column(self.int_br, "datapath_type") or "system"
         pairs = [(self.int_br, T.PATCH_INT_TAP, T.PATCH_TAP_INT),
                  (self.tap_br, T.PATCH_TAP_INT, T.PATCH_INT_TAP),
                  (self.tap_br, T.PATCH_TAP_TUN, T.PATCH_TUN_TAP),
                  (self.tun_br, T.PATCH_TUN_TAP, T.PATCH_TAP_TUN)]
-        args = ["--may-exist", "add-br", self.tap_br, "--", "set", "Bridge", self.tap_br,
-                f"datapath_type={dp}", "fail_mode=secure"]
+        cmds = [api.add_br(self.tap_br, may_exist=True, datapath_type=dp),
+                api.db_set("Bridge", self.tap_br, ("datapath_type", dp),
+                           ("fail_mode", "secure"))]
         for br, name, peer in pairs:
-            args += ["--", "--may-exist", "add-port", br, name,
-                     "--", "set", "Interface", name, "type=patch", f"options:peer={peer}"]
+            cmds += [api.add_port(br, name, may_exist=True),
+                     api.db_set("Interface", name, ("type", "patch"),
+                                ("options", {"peer": peer}))]
         # Keep patch-int-tap out of every tenant VLAN, so NORMAL never floods tenant frames to
         # br-tap; its own input is always handled by taas flows, never by NORMAL.
-        args += ["--", "set", "Port", T.PATCH_INT_TAP, f"tag={T.DEAD_VLAN}"]
+        cmds.append(api.db_set("Port", T.PATCH_INT_TAP, ("tag", T.DEAD_VLAN)))
         # A VM-tagged frame carries two tags once the taas VLAN is pushed: let OVS parse both
         # (vlan_filter matching after the local VLAN is popped). Host-wide key, owned by taas.
-        args += ["--", "set", "Open_vSwitch", ".", "other_config:vlan-limit=2"]
-        self.ovsdb.vsctl(*args)
+        cmds.append(api.db_set("Open_vSwitch", ".", ("other_config", {"vlan-limit": "2"})))
+        self.db.transact(cmds)
         self._applied.clear()
         self._probed = False
-        facts = self._facts(fresh=True)[0]
+        facts = self._facts()[0]  # the transaction waited for ovs-vswitchd
         self._map(lambda br: self.of[br].apply((), static_flows(facts)[br]),  # idempotent add
                   [BR_INT, BR_TAP, BR_TUN])
 
     def switch_was_reset(self) -> bool:
         """True when the canary flow is gone from any bridge (OVS restarted, flows wiped)."""
-        self.view.poll()  # called every second by the agent: keeps the OVSDB replica drained
         try:
             return any(self.of[b].count(T.CANARY_TABLE) == 0 for b in (BR_INT, BR_TAP, BR_TUN))
         except SwitchError:
             return True
 
     def close(self) -> None:
-        """Close the OVSDB replica, the OpenFlow connections and the worker threads."""
-        self.view.close()
+        """Close the OVSDB connection (if ours), the OpenFlow connections, the threads."""
+        if self._owns_db:
+            self.db.close()
         for of in self.of.values():
             of.close()
         if self._pool is not None:
@@ -155,7 +161,7 @@ class OvsDriver:
             return self._sync(desired, ports, verify, fresh=False)
         except SwitchError as e:
             # The OVSDB replica may lag behind a change that just happened (a bridge deleted,
-            # ports renumbered): once more from facts read through ovs-vsctl and full dumps.
+            # ports renumbered): once more, after an OVSDB barrier, from full dumps.
             LOG.warning("host %s: sync failed (%s); retrying from fresh facts", self.host, e)
             self._applied.clear()
             return self._sync(desired, ports, True, fresh=True)
@@ -173,7 +179,7 @@ class OvsDriver:
         if self._mirror_vlans is None:
             dumped = self._recover_mirror_vlans(facts)
         if self._reconcile_mirror_ports(desired, ports, ifaces):
-            facts, ifaces = self._facts(fresh=True)  # new ports' ofports, as ovs-vsctl waited
+            facts, ifaces = self._facts()  # the transaction waited for the new ofports
             dumped = {}  # (flows are not touched by port changes, but do not rely on it)
         if not self._probed:
             self._probe()
@@ -330,9 +336,10 @@ class OvsDriver:
     # --- OVSDB facts -------------------------------------------------------------------------
 
     def _facts(self, fresh: bool = False) -> tuple[BridgeFacts, dict[str, Iface]]:
-        """Facts from the OVSDB replica, or through ovs-vsctl when ``fresh`` or not ready."""
-        view = None if fresh else self.view.interfaces()
-        ifaces = view if view is not None else self.ovsdb.snapshot()[1]
+        """Facts from the OVSDB replica; ``fresh``: after a barrier (ovs-vswitchd caught up)."""
+        if fresh:
+            self.db.barrier()
+        ifaces = self.db.interfaces()
 
         def ofport(name: str, bridge: str) -> int:
             i = ifaces.get(name)
@@ -362,19 +369,19 @@ class OvsDriver:
 
     def _mirror_port_spec(
         self, m: TapMirrorState, direction: str, src: LocalPort
-    ) -> dict[str, str]:
+    ) -> tuple[str, dict[str, str]]:
+        """(interface type, options) of a tap mirror direction's tunnel port."""
         opts = {"remote_ip": m.remote_ip, "key": str(m.directions[direction])}
         if m.mirror_type == "erspanv1":
             # ERSPAN's index names the mirrored port: its ofport on br-int (hex, as OVS reads it).
-            opts |= {"erspan_ver": "1", "erspan_idx": f"{src.ofport:x}"}
-            return {"type": "erspan", **{f"options:{k}": v for k, v in opts.items()}}
-        return {"type": "gre", **{f"options:{k}": v for k, v in opts.items()}}
+            return "erspan", opts | {"erspan_ver": "1", "erspan_idx": f"{src.ofport:x}"}
+        return "gre", opts
 
     def _reconcile_mirror_ports(
         self, desired: DesiredState, ports: Mapping[str, LocalPort], ifaces: dict[str, Iface]
     ) -> bool:
         """Create/update/remove the tap mirrors' GRE/ERSPAN ports on br-tap; True if changed."""
-        want: dict[str, tuple[str, str, dict[str, str]]] = {}
+        want: dict[str, tuple[str, str, tuple[str, dict[str, str]]]] = {}
         for m in desired.tap_mirrors:
             src = ports.get(m.port_id)
             if src is None:
@@ -383,22 +390,21 @@ class OvsDriver:
                 want[mirror_port_name(m.id, d)] = (m.id, d, self._mirror_port_spec(m, d, src))
         have = {i.name: i for i in ifaces.values()
                 if i.bridge == self.tap_br and EXT_MIRROR in i.external_ids}
-        args: list[str] = []
-        for name in sorted(set(have) - set(want)):
-            args += ["--", "--if-exists", "del-port", self.tap_br, name]
-        for name, (mid, d, spec) in sorted(want.items()):
+        api = self.db.api
+        cmds = [api.del_port(name, bridge=self.tap_br, if_exists=True)
+                for name in sorted(set(have) - set(want))]
+        for name, (mid, d, (kind, options)) in sorted(want.items()):
             cur = have.get(name)
-            if cur is not None and cur.type == spec["type"] and cur.options == {
-                    k.removeprefix("options:"): v for k, v in spec.items() if k != "type"}:
+            if cur is not None and cur.type == kind and cur.options == options:
                 continue
             if cur is not None:
-                args += ["--", "del-port", self.tap_br, name]
-            args += ["--", "add-port", self.tap_br, name, "--", "set", "Interface", name,
-                     *[f"{k}={v}" for k, v in spec.items()],
-                     f"external_ids:{EXT_MIRROR}={mid}", f"external_ids:{EXT_DIRECTION}={d}"]
-        if not args:
+                cmds.append(api.del_port(name, bridge=self.tap_br, if_exists=True))
+            cmds.append(api.add_port(self.tap_br, name, may_exist=False, type=kind,
+                                     options=options,
+                                     external_ids={EXT_MIRROR: mid, EXT_DIRECTION: d}))
+        if not cmds:
             return False
-        self.ovsdb.vsctl(*args[1:])
+        self.db.transact(cmds)
         return True
 
 

@@ -1,29 +1,37 @@
-"""OVSDB access of the driver: writes through ovs-vsctl, reads from an IDL replica."""
+"""The agent's one OVSDB connection (ovsdbapp): a replica, transactions, change callbacks.
+
+ovsdbapp's connection thread keeps a replica of the few tables and columns the agent reads
+(the OVS Python IDL) and runs every write as a transaction that, like ``ovs-vsctl``, waits
+until ovs-vswitchd has applied it (so new ports have their ofports in the replica when it
+returns). The port monitor listens for changes; the driver reads facts and writes its few
+rows (br-tap, patch ports, tap mirror ports). No process per call, no second replica.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from taas.agent.ovs import tool
+import ovs.db.idl
+from ovsdbapp.backend.ovs_idl import command, connection, idlutils
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from taas.agent.ovs.tool import SwitchError
 
 LOG = logging.getLogger(__name__)
+R = TypeVar("R")
 
-
-def _atom(value: Any) -> Any:
-    """Decode one OVSDB JSON datum (as ovs-vsctl --format=json prints it)."""
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-        kind, body = value
-        if kind == "map":
-            return {k: _atom(v) for k, v in body}
-        if kind == "set":
-            return [_atom(v) for v in body]
-        if kind in ("uuid", "named-uuid"):
-            return body
-    return value
+LOCAL_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+# What the agent reads and writes; every other column (statistics...) stays out of the replica.
+COLUMNS = {
+    "Open_vSwitch": ["bridges", "cur_cfg", "next_cfg", "other_config"],
+    "Bridge": ["name", "ports", "datapath_type", "fail_mode"],
+    "Port": ["name", "interfaces", "tag"],
+    "Interface": ["name", "type", "ofport", "options", "external_ids", "mac_in_use"],
+}
 
 
 @dataclass(frozen=True)
@@ -36,164 +44,173 @@ class Iface:
     bridge: str | None
 
 
-class Ovsdb:
-    """The few OVSDB reads and writes the driver needs, through ovs-vsctl."""
-
-    def __init__(self, db: str) -> None:
-        self.db = db
-
-    def vsctl(self, *args: str, wait: bool = True) -> str:
-        base = ["ovs-vsctl", f"--db={self.db}", "--timeout=30"]
-        if not wait:
-            base.append("--no-wait")
-        return tool.run(base + list(args))
-
-    def _table(self, out: str) -> list[dict[str, Any]]:
-        doc = json.loads(out)
-        return [dict(zip(doc["headings"], (_atom(v) for v in row), strict=True))
-                for row in doc["data"]]
-
-    def snapshot(self) -> tuple[dict[str, dict[str, Any]], dict[str, Iface]]:
-        """(bridges by name, interfaces by name) in one read transaction."""
-        out = self.vsctl(
-            "--format=json", "--", "--columns=_uuid,name,ports,datapath_type", "list", "Bridge",
-            "--", "--columns=_uuid,name,interfaces", "list", "Port",
-            "--", "--columns=_uuid,name,type,ofport,options,external_ids", "list", "Interface",
-            wait=False)
-        # ovs-vsctl prints one JSON document per command, one per line.
-        docs = [line for line in out.splitlines() if line.strip()]
-        bridges, ports, ifaces = (self._table(d) for d in docs)
-        port_bridge = {p: b["name"] for b in bridges for p in _as_list(b["ports"])}
-        iface_bridge = {i: port_bridge.get(p["_uuid"]) for p in ports
-                        for i in _as_list(p["interfaces"])}
-        by_name: dict[str, Iface] = {}
-        for i in ifaces:
-            ofport = i["ofport"]
-            by_name[i["name"]] = Iface(
-                name=i["name"], type=i["type"],
-                ofport=ofport if isinstance(ofport, int) and ofport > 0 else None,
-                options=dict(i["options"] or {}), external_ids=dict(i["external_ids"] or {}),
-                bridge=iface_bridge.get(i["_uuid"]))
-        return {b["name"]: b for b in bridges}, by_name
-
-    def get(self, table: str, record: str, column: str) -> str:
-        return self.vsctl("get", table, record, column, wait=False).strip()
+def optional(value: Any) -> Any:
+    """The IDL gives optional scalar columns as [] or [v]; accept plain values too."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
-def _as_list(v: Any) -> list[Any]:
-    return v if isinstance(v, list) else [v]
+def interfaces_of(idl: ovs.db.idl.Idl) -> dict[str, Iface]:
+    """Every interface by name, with its bridge (None: on no bridge, being added/removed)."""
+    by_name: dict[str, Iface] = {}
+    for br in idl.tables["Bridge"].rows.values():
+        for port in br.ports:
+            for i in port.interfaces:
+                ofport = optional(i.ofport)
+                by_name[i.name] = Iface(i.name, i.type,
+                                        ofport if ofport is not None and ofport > 0 else None,
+                                        dict(i.options), dict(i.external_ids), br.name)
+    for i in idl.tables["Interface"].rows.values():
+        if i.name not in by_name:
+            by_name[i.name] = Iface(i.name, i.type, None, dict(i.options),
+                                    dict(i.external_ids), None)
+    return by_name
 
 
-_VIEW_COLUMNS = {
-    "Bridge": ["name", "ports"],
-    "Port": ["name", "interfaces"],
-    "Interface": ["name", "type", "ofport", "options", "external_ids"],
-}
-_LOCAL_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+class _Idl(ovs.db.idl.Idl):
+    """The IDL, counting its sessions and calling back on every row change."""
+
+    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper,
+                 on_change: Callable[[], None], max_backoff_ms: int) -> None:
+        super().__init__(remote, helper)
+        self.sessions = 0  # connections made (each one reloads the whole database)
+        self._on_change = on_change
+        # The default backoff grows to 8 s; an OVS restart must be seen within about a second.
+        self._session.reconnect.set_backoff(100, max_backoff_ms)
+
+    def restart_fsm(self) -> None:  # a new session: the database will be sent again
+        super().restart_fsm()
+        self.sessions += 1
+
+    def notify(self, event: str, row: Any, updates: Any = None) -> None:
+        self._on_change()
 
 
-class OvsdbView:
-    """The interfaces of every bridge, from a replica of OVSDB kept by the OVS Python IDL.
+class _Barrier(command.BaseCommand):
+    """No change: a transaction of it only waits until ovs-vswitchd has caught up."""
 
-    One connection held by the driver; ``interfaces()`` first processes whatever updates
-    ovsdb-server has sent (non-blocking), so a read costs no process and no round trip. Not
-    ready (first connection, reconnecting after an OVSDB restart) or broken: ``None``, and the
-    caller reads through ovs-vsctl instead. Used from one thread at a time (the driver's).
-    """
+    def run_idl(self, txn: Any) -> None:
+        pass
 
-    def __init__(self, db: str, ready_timeout: float = 2.0) -> None:
-        self.db = db
-        self.ready_timeout = ready_timeout
-        self._idl: Any = None
-        self._cache: tuple[int, int, dict[str, Iface]] | None = None
 
-    def _open(self) -> Any:
-        import ovs.db.idl
+class OvsdbClient:
+    """One OVSDB connection: ``start()`` connects in the background (retrying while the
+    server is down); reads hold the connection's lock; writes are waited-for transactions."""
 
+    def __init__(self, remote: str, timeout: float = 30.0, max_backoff_ms: int = 1000) -> None:
+        self.remote = remote
+        self.timeout = timeout
+        self._listeners: list[Callable[[], None]] = []
+        self._idl = _Idl(remote, self._schema_helper(), self._changed, max_backoff_ms)
+        self.conn = connection.Connection(self._idl, timeout)
+        # ovsdbapp keeps its connection in a class attribute: one class per connection.
+        api_class = type("OvsdbApi", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+        self.api = api_class(self.conn, start=False)
+        self._ready = threading.Event()
+        self._closed = threading.Event()
+        self._starter: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _schema_helper(self) -> ovs.db.idl.SchemaHelper:
         try:
-            from ovsdbapp.backend.ovs_idl import idlutils
-
-            helper = idlutils.get_schema_helper(self.db, "Open_vSwitch")
+            helper = idlutils.get_schema_helper(self.remote, "Open_vSwitch")
         except Exception:  # noqa: BLE001 - server down right now: the local schema will do
-            helper = ovs.db.idl.SchemaHelper(location=_LOCAL_SCHEMA)
-        for table, columns in _VIEW_COLUMNS.items():
+            helper = ovs.db.idl.SchemaHelper(location=LOCAL_SCHEMA)
+        for table, columns in COLUMNS.items():
             helper.register_columns(table, columns)
-        idl = ovs.db.idl.Idl(self.db, helper)
-        idl._session.reconnect.set_backoff(100, 1000)  # an OVSDB restart is seen within ~1 s
-        return idl
+        return helper
 
-    def _ready(self, wait: float) -> bool:
-        import ovs.poller
+    # -- connection ----------------------------------------------------------------------------
+    def listen(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` (from the connection thread: keep it short) after any row change."""
+        self._listeners.append(fn)
 
-        idl = self._idl
-        deadline = time.monotonic() + wait
-        while True:
-            for _ in range(1000):  # one run() handles at most 50 messages: drain them all
-                seqno = idl.change_seqno
-                idl.run()
-                if idl.change_seqno == seqno:
-                    break
-            if idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING \
-                    and idl.has_ever_connected():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            poller = ovs.poller.Poller()
-            idl.wait(poller)
-            poller.timer_wait(int(min(left, 0.05) * 1000) + 1)
-            poller.block()
+    def _changed(self) -> None:
+        for fn in self._listeners:
+            fn()
 
-    def poll(self) -> None:
-        """Process pending updates (keeps the connection drained between syncs)."""
-        if self._idl is not None:
+    def start(self) -> None:
+        """Connect in the background (idempotent)."""
+        with self._lock:
+            if self._starter is None and not self._closed.is_set():
+                self._starter = threading.Thread(target=self._connect, name="ovsdb-connect",
+                                                 daemon=True)
+                self._starter.start()
+
+    def _connect(self) -> None:
+        while not self._closed.is_set():
             try:
-                self._idl.run()
-            except Exception:  # noqa: BLE001 - the next read reconnects or falls back
-                LOG.debug("OVSDB view: run failed", exc_info=True)
+                self.conn.start()  # returns once the first copy of the database is in
+            except Exception as e:  # noqa: BLE001 - server down: try again
+                LOG.debug("OVSDB %s: not connected yet (%s)", self.remote, e)
+                self._closed.wait(0.2)
+                continue
+            self._ready.set()
+            self._changed()
+            return
 
-    def interfaces(self) -> dict[str, Iface] | None:
-        """Interfaces by name (as ``Ovsdb.snapshot`` gives them), or None if not ready."""
-        try:
-            first = self._idl is None
-            if first:
-                self._idl = self._open()
-            if not self._ready(self.ready_timeout if first else 0.0):
+    def wait_ready(self, timeout: float) -> bool:
+        self.start()
+        return self._ready.wait(timeout)
+
+    @property
+    def sessions(self) -> int:
+        return self._idl.sessions
+
+    def read(self, fn: Callable[[ovs.db.idl.Idl], R]) -> R | None:
+        """``fn(idl)`` on a complete replica (under the connection's lock), or None while the
+        database is being (re)loaded."""
+        with self.conn.lock:
+            if self._idl.state != self._idl.IDL_S_MONITORING:
                 return None
-            idl = self._idl
-            key = (idl._session.get_seqno(), idl.change_seqno)
-            if self._cache is not None and self._cache[:2] == key:
-                return self._cache[2]
-            by_name: dict[str, Iface] = {}
-            for br in idl.tables["Bridge"].rows.values():
-                for port in br.ports:
-                    for i in port.interfaces:
-                        ofport = (i.ofport[0] if i.ofport else None) \
-                            if isinstance(i.ofport, list) else i.ofport
-                        by_name[i.name] = Iface(
-                            name=i.name, type=i.type,
-                            ofport=ofport if ofport is not None and ofport > 0 else None,
-                            options=dict(i.options), external_ids=dict(i.external_ids),
-                            bridge=br.name)
-            # Interfaces on no bridge (being added or removed) count as on no bridge, as in
-            # the ovs-vsctl snapshot.
-            for i in idl.tables["Interface"].rows.values():
-                if i.name not in by_name:
-                    by_name[i.name] = Iface(i.name, i.type, None, dict(i.options),
-                                            dict(i.external_ids), None)
-            self._cache = (key[0], key[1], by_name)
-            return by_name
-        except Exception:  # noqa: BLE001 - never worse than the ovs-vsctl path
-            LOG.warning("OVSDB view %s failed; reading through ovs-vsctl", self.db,
-                        exc_info=True)
-            self.close()
-            return None
+            return fn(self._idl)
 
     def close(self) -> None:
-        if self._idl is not None:
-            try:
-                self._idl.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self._idl = None
-            self._cache = None
+        self._closed.set()
+        if self._starter is not None:
+            self._starter.join(timeout=5)
+        try:
+            self.conn.stop(timeout=5)
+        except Exception:  # noqa: BLE001
+            LOG.debug("OVSDB connection stop failed", exc_info=True)
+        try:
+            self._idl.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- the driver's reads and writes -------------------------------------------------------
+    def interfaces(self) -> dict[str, Iface]:
+        if not self.wait_ready(self.timeout):
+            raise SwitchError(f"OVSDB {self.remote} not reachable")
+        ifaces = self.read(interfaces_of)
+        if ifaces is None:
+            raise SwitchError(f"OVSDB {self.remote}: reconnecting")
+        return ifaces
+
+    def bridge_column(self, bridge: str, column: str) -> Any:
+        def get(idl: ovs.db.idl.Idl) -> Any:
+            for br in idl.tables["Bridge"].rows.values():
+                if br.name == bridge:
+                    return getattr(br, column)
+            raise SwitchError(f"bridge {bridge} not in OVSDB")
+
+        if not self.wait_ready(self.timeout):
+            raise SwitchError(f"OVSDB {self.remote} not reachable")
+        return self.read(get)
+
+    def transact(self, commands: Iterable[Any]) -> None:
+        """Commit ``commands`` (``self.api``'s) in one transaction; returns once ovs-vswitchd
+        has applied it and the replica holds the result."""
+        if not self.wait_ready(self.timeout):
+            raise SwitchError(f"OVSDB {self.remote} not reachable")
+        try:
+            with self.api.transaction(check_error=True, log_errors=False) as txn:
+                for c in commands:
+                    txn.add(c)
+        except Exception as e:  # noqa: BLE001 - every OVSDB failure is a switch error here
+            raise SwitchError(f"OVSDB transaction failed: {e}") from e
+
+    def barrier(self) -> None:
+        """Wait until the replica holds everything ovs-vswitchd has applied so far."""
+        self.transact([_Barrier(self.api)])
