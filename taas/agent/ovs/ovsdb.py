@@ -111,6 +111,7 @@ class OvsdbClient:
         self._closed = threading.Event()
         self._starter: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._ifaces: tuple[tuple[int, int], dict[str, Iface]] | None = None
 
     def _schema_helper(self) -> ovs.db.idl.SchemaHelper:
         try:
@@ -158,7 +159,7 @@ class OvsdbClient:
     def sessions(self) -> int:
         return self._idl.sessions
 
-    def read(self, fn: Callable[[ovs.db.idl.Idl], R]) -> R | None:
+    def read(self, fn: Callable[[_Idl], R]) -> R | None:
         """``fn(idl)`` on a complete replica (under the connection's lock), or None while the
         database is being (re)loaded."""
         with self.conn.lock:
@@ -183,10 +184,17 @@ class OvsdbClient:
     def interfaces(self) -> dict[str, Iface]:
         if not self.wait_ready(self.timeout):
             raise SwitchError(f"OVSDB {self.remote} not reachable")
-        ifaces = self.read(interfaces_of)
+        ifaces = self.read(self._interfaces)
         if ifaces is None:
             raise SwitchError(f"OVSDB {self.remote}: reconnecting")
         return ifaces
+
+    def _interfaces(self, idl: _Idl) -> dict[str, Iface]:
+        # Rebuilt only when the replica changed (most syncs find it as it was).
+        key = (idl.sessions, idl.change_seqno)
+        if self._ifaces is None or self._ifaces[0] != key:
+            self._ifaces = (key, interfaces_of(idl))
+        return self._ifaces[1]
 
     def bridge_column(self, bridge: str, column: str) -> Any:
         def get(idl: ovs.db.idl.Idl) -> Any:
