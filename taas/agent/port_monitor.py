@@ -70,6 +70,7 @@ class PortMonitor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.db.listen(self._wake.set)
+        self._wake.set()  # the connection may be up already (shared): read at once
         self._thread: threading.Thread | None = None
         self.connections = 0  # how many times the replica was (re)loaded from OVSDB
 
