@@ -34,7 +34,7 @@ def st_server() -> Iterator[ServerProcess]:
         yield srv
 
 
-def seed(c: httpx.Client) -> dict[str, str]:
+def seed(c: httpx.Client) -> dict[str, Any]:
     def made(path: str, key: str, attrs: dict[str, Any]) -> str:
         r = c.post(path, json={key: {"project_id": "st", **attrs}})
         assert r.status_code == 201, r.text
@@ -44,7 +44,7 @@ def seed(c: httpx.Client) -> dict[str, str]:
     ports = [made("/v2.0/ports", "port", {"network_id": network, "fixed_ips": [
         {"ip_address": f"10.0.0.{i + 1}"}], "binding:host_id": "st-host"}) for i in range(3)]
     service = made("/v2.0/taas/tap_services", "tap_service", {"port_id": ports[0]})
-    ids = {"network_id": network, "port_id": ports[1], "tap_service_id": service,
+    ids: dict[str, Any] = {"network_id": network, "port_id": ports[1], "tap_service_id": service,
            "tap_flow_id": made("/v2.0/taas/tap_flows", "tap_flow", {
                "tap_service_id": service, "source_port": ports[1], "direction": "IN",
                "vlan_filter": "10-20"}),
@@ -55,6 +55,7 @@ def seed(c: httpx.Client) -> dict[str, str]:
     assert r.status_code == 200, r.text
     ids["id_"] = r.json()["agent"]["id"]
     ids["host"] = "st-host"
+    ids["ports"] = ports  # type: ignore[assignment]
     ids["alias"] = "taas"
     return ids
 
@@ -95,24 +96,27 @@ UPDATES = {"tap_service_id": {"tap_service": {"name": "n"}},
            "tap_flow_id": {"tap_flow": {"description": "d"}},
            "tap_mirror_id": {"tap_mirror": {"name": "m"}},
            "network_id": {"network": {"admin_state_up": True}},
-           "port_id": {"port": {"device_owner": "compute:nova"}}}
+           "port_id": {"port": {"device_owner": "compute:nova"}},
+           "/v2.0/taas-agents/{host}": {"agent": {"tunnel_ip": "192.0.2.98"}},
+           "/v2.0/taas-agents/{host}/report": {"report": {"resources": [], "taas_ids": []}}}
 
 
 def test_existing_resources_answer_as_documented(api_schema: Any,
                                                  st_server: ServerProcess) -> None:
-    """Every read and update of a resource that exists (generated ids rarely hit one)."""
+    """Every read and update of a resource that exists (generated ids rarely hit one), the
+    agent API included (the seeded ports are bound to the seeded host)."""
     seeded = st_server.seeded  # type: ignore[attr-defined]
     calls = 0
     for path, methods in httpx.get(st_server.url + "/openapi.json").json()["paths"].items():
         names = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
         for method in ("get", "put"):
-            if method not in methods or (method == "put" and names[-1:] == ["host"]):
-                continue
-            if method == "put" and not names:
+            if method not in methods or (method == "put" and not names):
                 continue
             kwargs: dict[str, Any] = {"path_parameters": {n: seeded[n] for n in names}}
             if method == "put":
-                kwargs.update(body=UPDATES[names[-1]], media_type="application/json")
+                body = UPDATES.get(path) or UPDATES.get(names[-1]) or {
+                    "ports": [{"port_id": p} for p in seeded["ports"]]}  # the host's own
+                kwargs.update(body=body, media_type="application/json")
             case = api_schema[path][method.upper()].Case(**kwargs)
             if path.endswith("/desired-state"):
                 case.query = {"timeout": 0}
@@ -120,4 +124,7 @@ def test_existing_resources_answer_as_documented(api_schema: Any,
                                               checks=CHECKS)
             assert response.status_code == 200, (method, path, response.text)
             calls += 1
-    assert calls >= 20
+    assert calls >= 23
+    state = httpx.get(f"{st_server.url}/v2.0/taas-agents/st-host/desired-state",
+                      headers=st_server.headers("admin")).json()["desired_state"]
+    assert state["tap_services"] and state["tap_flows"] and state["tap_mirrors"]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from taas.common.desired_state import DesiredState, HostReport
 from taas.server.api import schemas as s
 from taas.server.api.common import MAX_BODY, RESERVED, Converter, to_bool, to_int
 
@@ -79,7 +80,8 @@ def list_query(filters: dict[str, tuple[str, Converter]]) -> dict[str, Any]:
 # ---- the agent API (routes in api/agents.py) ------------------------------------------------
 
 _AGENT_ERRORS = (400, 401, 403, 404, 413, 503)
-_DESIRED = s.envelope("DesiredStateAnswer", "desired_state", dict[str, Any])
+# The payloads are the shared contract's models (taas/common/desired_state.py).
+_DESIRED = s.envelope("DesiredStateAnswer", "desired_state", DesiredState)
 AGENT_OPERATIONS: dict[tuple[str, str], tuple[type[BaseModel] | None, Any]] = {
     ("/v2.0/taas-agents/{host}", "put"): (
         s.request_envelope("AgentRegistrationRequest", "agent", s.AgentRegistration),
@@ -89,7 +91,7 @@ AGENT_OPERATIONS: dict[tuple[str, str], tuple[type[BaseModel] | None, Any]] = {
         s.envelope("AgentPortsAnswer", "ports", list[s.Port], extra={"unknown": list[str]})),
     ("/v2.0/taas-agents/{host}/desired-state", "get"): (None, _DESIRED),
     ("/v2.0/taas-agents/{host}/report", "put"): (
-        s.request_envelope("HostReportRequest", "report", dict[str, Any]),
+        s.request_envelope("HostReportRequest", "report", HostReport),
         s.envelope("HostReportAnswerEnvelope", "report", s.HostReportAnswer)),
     ("/v2.0/agents", "get"): (None, s.envelope("AgentList", "agents", list[s.Agent], True)),
     ("/v2.0/agents/{id_}", "get"): (None, s.envelope("AgentOne", "agent", s.Agent)),
@@ -130,6 +132,14 @@ def _describe_agent_api(doc: dict[str, Any], components: dict[str, Any]) -> None
     components.setdefault("NeutronError", s.NeutronError.model_json_schema(ref_template=REF))
 
 
+def _report_defaults(components: dict[str, Any]) -> None:
+    """A report may leave out `host` and `revision`: the path names the host, 0 is the
+    default revision."""
+    report = components.get("HostReport", {})
+    if "required" in report:
+        report["required"] = [r for r in report["required"] if r not in ("host", "revision")]
+
+
 # ---- the document ---------------------------------------------------------------------------
 
 def install(app: FastAPI) -> None:
@@ -147,6 +157,7 @@ def install(app: FastAPI) -> None:
             schema = model.model_json_schema(ref_template=REF, by_alias=True)
             components.update(schema.pop("$defs", {}))
             components[name] = schema
+        _report_defaults(components)
         doc["components"]["securitySchemes"] = {"token": {
             "type": "apiKey", "in": "header", "name": "X-Auth-Token"}}
         for name in ("HTTPValidationError", "ValidationError"):
