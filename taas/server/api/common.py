@@ -152,6 +152,16 @@ def host_filter(value: str) -> str | None:
     return value or None
 
 
+def text(column: str) -> tuple[str, Converter]:
+    """A list filter comparing a text column with the value as given."""
+    return (column, str)
+
+
+# Filters every owned resource has (Neutron's tenant_id is our project_id).
+OWNED_FILTERS = {"id": text("id"), "name": text("name"), "description": text("description"),
+                 "tenant_id": text("project_id"), "project_id": text("project_id")}
+
+
 def list_query(request: Request, filters: dict[str, tuple[str, Converter]]) -> ListQuery:
     """Filters (repeated = OR), sort and page from the query string; unknown names ignored."""
     q = ListQuery()

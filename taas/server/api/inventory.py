@@ -9,25 +9,27 @@ from fastapi import APIRouter, Request, Response
 from taas.server.api import schemas, views
 from taas.server.api.auth import Caller
 from taas.server.api.common import (
+    OWNED_FILTERS,
     create_items,
     host_filter,
     list_items,
     show_item,
+    text,
     to_bool,
     to_int,
     update_item,
     write,
 )
 from taas.server.api.openapi import answers, body, list_query
-from taas.server.api.resources import OWNED, _s
 from taas.server.services.inventory import Inventory
 
 router = APIRouter(prefix="/v2.0")
-NETWORK_FILTERS = {**OWNED, "provider:segmentation_id": ("segmentation_id", to_int),
+NETWORK_FILTERS = {**OWNED_FILTERS, "provider:segmentation_id": ("segmentation_id", to_int),
                    "admin_state_up": ("admin_state_up", to_bool)}
-PORT_FILTERS = {**OWNED, "network_id": _s("network_id"), "mac_address": _s("mac_address"),
-                "binding:host_id": ("host", host_filter), "device_owner": _s("device_owner"),
-                "device_id": _s("device_id"), "admin_state_up": ("admin_state_up", to_bool)}
+PORT_FILTERS = {**OWNED_FILTERS, "network_id": text("network_id"),
+                "mac_address": text("mac_address"), "binding:host_id": ("host", host_filter),
+                "device_owner": text("device_owner"), "device_id": text("device_id"),
+                "admin_state_up": ("admin_state_up", to_bool)}
 
 
 def _inventory(request: Request) -> Inventory:

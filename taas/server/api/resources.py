@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request, Response
 from taas.server.api import schemas, views
 from taas.server.api.auth import Caller
 from taas.server.api.common import (
-    Converter,
+    OWNED_FILTERS,
     create_items,
     list_items,
     show_item,
+    text,
     update_item,
     write,
 )
@@ -22,20 +23,12 @@ from taas.server.services.tap import TapResources
 
 router = APIRouter(prefix="/v2.0")
 TS, TF, TM = "/taas/tap_services", "/taas/tap_flows", "/taas/tap_mirrors"
-
-
-def _s(column: str) -> tuple[str, Converter]:
-    return (column, str)
-
-
-OWNED = {"id": _s("id"), "name": _s("name"), "description": _s("description"),
-         "tenant_id": _s("project_id"), "project_id": _s("project_id")}
-TAP_SERVICE_FILTERS = {**OWNED, "port_id": _s("port_id"), "status": _s("status")}
-TAP_FLOW_FILTERS = {**OWNED, "tap_service_id": _s("tap_service_id"),
-                    "source_port": _s("source_port"), "direction": _s("direction"),
-                    "vlan_filter": _s("vlan_filter"), "status": _s("status")}
-TAP_MIRROR_FILTERS = {**OWNED, "port_id": _s("port_id"), "remote_ip": _s("remote_ip"),
-                      "mirror_type": _s("mirror_type"), "status": _s("status")}
+TAP_SERVICE_FILTERS = {**OWNED_FILTERS, "port_id": text("port_id"), "status": text("status")}
+TAP_FLOW_FILTERS = {**OWNED_FILTERS, "tap_service_id": text("tap_service_id"),
+                    "source_port": text("source_port"), "direction": text("direction"),
+                    "vlan_filter": text("vlan_filter"), "status": text("status")}
+TAP_MIRROR_FILTERS = {**OWNED_FILTERS, "port_id": text("port_id"), "remote_ip": text("remote_ip"),
+                      "mirror_type": text("mirror_type"), "status": text("status")}
 
 
 def _taps(request: Request) -> TapResources:
