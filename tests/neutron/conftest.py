@@ -4,7 +4,7 @@ taas-server with the Neutron port backend, one taas-agent per host (taas/lab/neu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,8 @@ import pytest
 
 from taas.agent.ovs.tables import COOKIE
 from taas.lab import Lab
-from taas.lab.neutron.pytest_plugin import neutron_lab_factory  # noqa: F401
+from taas.lab.neutron import up
+from taas.lab.pytest_plugin import unique_name
 from taas.testing.wait import wait_until
 
 # Three hypervisors (host3 carries no taas traffic: its underlay must see no taas VNI); the
@@ -78,10 +79,12 @@ class NeutronSystem:
         return out
 
 
-@pytest.fixture(scope="module")
-def nsys(neutron_lab_factory: Callable[..., Lab]) -> Iterator[NeutronSystem]:  # noqa: F811
+@pytest.fixture(scope="package")
+def nsys() -> Iterator[NeutronSystem]:
+    """One lab for the package (a bring-up costs ~60 s): the mirroring module, then the
+    plugin module, whose last test stops taas-server."""
     t0 = time.monotonic()
-    lab = neutron_lab_factory(SPEC)
+    lab = up(SPEC, unique_name("n"), autoclean=True)
     print(f"[neutron] lab up in {time.monotonic() - t0:.1f} s: {lab.state['neutron']['timings']}")
     srv = lab.state["server"]
     taas = httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]}, timeout=30)
@@ -91,3 +94,4 @@ def nsys(neutron_lab_factory: Callable[..., Lab]) -> Iterator[NeutronSystem]:  #
     finally:
         taas.close()
         neutron.close()
+        lab.down()

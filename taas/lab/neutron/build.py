@@ -191,7 +191,8 @@ def _build(lab: Lab, agents: bool, agent_args: Sequence[str], say: Callable[[str
     s["neutron"]["agents"] = [{"host": h["name"], "pid": cp.start_agent(h)} for h in s["hosts"]]
     cp.start_taas_server()
     s["server"] = {"url": cp.taas_url, "token": cp.tokens["admin"],
-                   "service_token": cp.tokens["service"], "networks": [], "ports": []}
+                   "service_token": cp.tokens["service"], "pid": cp.taas_server_pid,
+                   "networks": [], "ports": []}
     lab.save()
     cp.wait_agents([h["name"] for h in s["hosts"]])
     cp.timings["neutron_agents"] = round(time.monotonic() - t, 1)

@@ -32,6 +32,10 @@ OF_LISTEN_PORT = 6633
 # Neutron's tenant VNI range in the lab; the taas range (16_003_900..) is far above it.
 NEUTRON_VNI_RANGE = "1:65535"
 REQUIRED = ("neutron-server", "neutron-openvswitch-agent", "neutron-db-manage")
+REPO = Path(__file__).resolve().parents[3]
+# The TaaS service plugin loaded into neutron-server (issue 9): /v2.0/taas/... -> taas-server.
+PLUGIN = "taas.neutron_plugin.plugin.TaasProxyPlugin"
+PLUGIN_EXTENSIONS = REPO / "taas" / "neutron_plugin" / "extensions"
 
 
 class NeutronLabError(RuntimeError):
@@ -190,7 +194,8 @@ bind_host = 127.0.0.1
 bind_port = {NEUTRON_PORT}
 auth_strategy = noauth
 core_plugin = ml2
-service_plugins =
+service_plugins = {PLUGIN}
+api_extensions_path = {PLUGIN_EXTENSIONS}
 allow_overlapping_ips = True
 api_workers = 1
 rpc_workers = 1
@@ -199,7 +204,7 @@ notify_nova_on_port_status_changes = False
 notify_nova_on_port_data_changes = False
 transport_url = {self.transport_url}
 state_path = {state}
-api_paste_config = /etc/neutron/api-paste.ini
+api_paste_config = {self._api_paste()}
 global_physnet_mtu = 1500
 [database]
 connection = {db_url}
@@ -210,6 +215,8 @@ lock_path = {state}/lock
 driver = messagingv2
 [agent]
 root_helper =
+[taas_server]
+url = http://127.0.0.1:{TAAS_PORT}
 """)
         ml2 = self.dir / "ml2_conf.ini"
         ml2.write_text(f"""[ml2]
@@ -225,6 +232,18 @@ firewall_driver = noop
 """)
         return ["--config-file", str(neutron_conf), "--config-file", str(ml2)]
 
+    def _api_paste(self) -> Path:
+        """Debian's api-paste.ini with the noauth identity taken from the request headers
+        (taas/neutron_plugin/lab_context.py): without it every caller that names a project
+        is admin, and tenant isolation through neutron-server could not be tested."""
+        text = Path("/etc/neutron/api-paste.ini").read_text()
+        text = text.replace(" fake_project_id ", " taas_lab_context ", 1)
+        text += ("\n[filter:taas_lab_context]\npaste.filter_factory = "
+                 "taas.neutron_plugin.lab_context:HeaderContext.factory\n")
+        path = self.dir / "api-paste.ini"
+        path.write_text(text)
+        return path
+
     def migrate(self, conf: list[str]) -> None:
         t0 = time.monotonic()
         _run(_ns(self.ns, ["neutron-db-manage", *conf, "upgrade", "heads"]), timeout=300)
@@ -233,8 +252,10 @@ firewall_driver = noop
     def start_neutron_server(self, conf: list[str]) -> None:
         t0 = time.monotonic()
         log = self.dir / "neutron-server.log"
+        # Debian's python and packages, plus this checkout for the TaaS service plugin only.
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = _spawn(self.ns, ["neutron-server", *conf, "--log-file", str(log)],
-                      self.dir / "neutron-server.stdout")
+                      self.dir / "neutron-server.stdout", env=env)
         import httpx
 
         def up() -> bool:
@@ -318,10 +339,13 @@ enable_security_group = False
         cfg.write_text(json.dumps({
             "host": "127.0.0.1", "port": TAAS_PORT, "db_url": f"sqlite:///{self.dir}/taas.sqlite",
             "tokens_file": str(tokens_file), "port_backend": "neutron",
+            # Like the lab's Neutron: the caller's X-Project-Id/X-Roles are trusted (the
+            # neutron-server plugin forwards them); no header = admin. Keystone: issue 7.
+            "auth_strategy": "noauth",
             "neutron_url": f"http://127.0.0.1:{NEUTRON_PORT}",
             "neutron_transport_url": self.transport_url}))
         env = dict(os.environ)
-        repo = str(Path(__file__).resolve().parents[3])
+        repo = str(REPO)
         env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         log = self.dir / "taas-server.log"
         proc = _spawn(self.ns, [sys.executable, "-c",
@@ -336,4 +360,5 @@ enable_security_group = False
                 return False
 
         _wait("taas-server", up, 60, proc, log)
+        self.taas_server_pid = proc.pid
         self.timings["taas_server"] = round(time.monotonic() - t0, 1)

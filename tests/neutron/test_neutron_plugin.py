@@ -1,0 +1,132 @@
+"""Issue 9 on the Neutron lab: neutron-server's own /v2.0/taas/... reaches taas-server through
+the service plugin (taas/neutron_plugin): openstacksdk and the `openstack tap` CLI pointed at
+neutron-server, isolation and errors as taas-server's, a clear 503 when taas-server is gone.
+
+Runs on the package's lab after test_neutron_mirroring.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openstack
+import pytest
+
+from taas.testing.wait import wait_until
+
+from .conftest import NeutronSystem
+from .test_neutron_mirroring import frame, probes
+
+pytestmark = pytest.mark.ovs
+MEMBER_B = {"X-Project-Id": "project-b", "X-Roles": "member", "X-User-Id": "user-b"}
+
+
+@pytest.fixture(scope="module")
+def sdk(nsys: NeutronSystem) -> Iterator[Any]:
+    """openstacksdk against neutron-server (noauth: any token; admin)."""
+    conn = openstack.connect(auth_type="admin_token",
+                             auth={"endpoint": nsys.lab.state["neutron"]["url"], "token": "x"})
+    yield conn
+    conn.close()
+
+
+def osc(nsys: NeutronSystem, *args: str) -> Any:
+    """The real `openstack` CLI against neutron-server; parsed JSON output."""
+    cp = subprocess.run(["openstack", "--os-auth-type", "admin_token", "--os-endpoint",
+                         nsys.lab.state["neutron"]["url"], "--os-token", "x", *args,
+                         "-f", "json"], capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    return json.loads(cp.stdout) if cp.stdout.strip() else None
+
+
+def test_extensions_registered_in_neutron(nsys: NeutronSystem) -> None:
+    aliases = {e["alias"] for e in nsys.neutron.get("/v2.0/extensions").json()["extensions"]}
+    assert {"taas", "taas-vlan-filter", "tap-mirror"} <= aliases
+
+
+def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any) -> None:
+    lab = nsys.lab
+    # vm6 (host3) as the monitor: the mirroring tests' service still holds `mon`.
+    mon, vm1, vm3 = lab.vm("vm6"), lab.vm("vm1"), lab.vm("vm3")
+    ts = sdk.network.create_tap_service(name="via-neutron", port_id=mon.port_id,
+                                        project_id="project-a")
+    tf = sdk.network.create_tap_flow(name="via-neutron", tap_service_id=ts.id,
+                                     source_port=vm1.port_id, direction="OUT",
+                                     project_id="project-a")
+    assert sdk.network.update_tap_service(ts, name="renamed").name == "renamed"
+    assert ts.id in {s.id for s in sdk.network.tap_services()}
+    assert sdk.network.get_tap_flow(tf.id).source_port == vm1.port_id
+    nsys.wait_status("tap_flows", tf.id, "ACTIVE")
+    assert sdk.network.get_tap_flow(tf.id).status == "ACTIVE"  # taas-server's status
+    # The copies arrive.
+    assert lab.ping("vm1", "vm3", 1)
+    probe = frame(vm1.mac, vm3.mac, "via-neutron")
+    with lab.capture("vm6", direction="in") as cap:
+        lab.send_frames("vm1", [probe])
+        cap.wait_for(1, timeout=5, match=lambda f: f == probe)
+    assert probes(cap.frames) == [probe]
+    # Another project's member: exactly what taas-server itself answers.
+    via = nsys.neutron.get(f"/v2.0/taas/tap_services/{ts.id}", headers=MEMBER_B)
+    direct = nsys.taas.get(f"/v2.0/taas/tap_services/{ts.id}", headers=MEMBER_B)
+    assert via.status_code == direct.status_code == 404
+    assert via.json() == direct.json()
+    assert via.json()["NeutronError"]["type"] == "TapServiceNotFound"
+    body = {"tap_flow": {"tenant_id": "project-b", "tap_service_id": ts.id,
+                         "source_port": lab.vm("vm5").port_id, "direction": "IN"}}
+    via = nsys.neutron.post("/v2.0/taas/tap_flows", headers=MEMBER_B, json=body)
+    direct = nsys.taas.post("/v2.0/taas/tap_flows", headers=MEMBER_B, json=body)
+    assert via.status_code == direct.status_code and via.status_code in (403, 404)
+    assert via.json() == direct.json()
+    # Tap mirrors.
+    tm = sdk.network.create_tap_mirror(name="gre", port_id=vm3.port_id, remote_ip="192.0.2.10",
+                                       directions={"IN": 101, "OUT": 102}, mirror_type="gre",
+                                       project_id="project-a")
+    assert tm.id in {m.id for m in sdk.network.tap_mirrors()}
+    sdk.network.delete_tap_mirror(tm)
+    # The openstack CLI.
+    listed = osc(nsys, "tap", "service", "list")
+    assert ts.id in {row["ID"] for row in listed}
+    shown = osc(nsys, "tap", "flow", "show", tf.id)
+    assert shown["source_port"] == vm1.port_id
+    # Same call, through neutron-server vs directly (p50 of 20).
+    def p50(c: httpx.Client) -> float:
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            assert c.get("/v2.0/taas/tap_services").status_code == 200
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000
+    print(f"[neutron] GET tap_services p50: via neutron-server {p50(nsys.neutron):.1f} ms, "
+          f"taas-server directly {p50(nsys.taas):.1f} ms")
+    sdk.network.delete_tap_flow(tf)
+    sdk.network.delete_tap_service(ts)
+    nsys.wait_gone("tap_services", ts.id)
+
+
+def test_taas_server_down_is_a_clear_503(nsys: NeutronSystem) -> None:
+    """Last in the module: taas-server is stopped for good."""
+    pid = nsys.lab.state["server"]["pid"]
+    os.kill(pid, signal.SIGTERM)
+
+    def stopped() -> bool:
+        try:  # our child: reap it
+            return os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:
+            return not os.path.exists(f"/proc/{pid}")
+
+    wait_until(stopped, 30, 0.1, what="taas-server stopped")
+    t0 = time.monotonic()
+    r = nsys.neutron.get("/v2.0/taas/tap_services")
+    took = time.monotonic() - t0
+    assert r.status_code == 503, r.text
+    assert r.json()["NeutronError"]["type"] == "TaasServerUnavailable"
+    assert "Traceback" not in r.text and "127.0.0.1" not in r.text
+    assert nsys.neutron.get("/v2.0/networks").status_code == 200  # the rest of Neutron works
+    print(f"[neutron] taas-server down: neutron-server answers 503 in {took * 1000:.0f} ms")
