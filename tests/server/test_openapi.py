@@ -86,7 +86,9 @@ def test_the_document_covers_every_route(st_server: ServerProcess) -> None:
         for method, op in item.items():
             assert any(code.startswith("2") for code in op["responses"]), (method, path)
             if method in ("post", "put"):
-                assert "requestBody" in op, (method, path)
+                assert "requestBody" in op, (
+                    f"{method} {path}: declare its JSON body with "
+                    "openapi_extra=taas.server.api.openapi.body(Model)")
     assert {"/v2.0/taas/tap_services", "/v2.0/ports/{port_id}", "/v2.0/agents/{id_}",
             "/v2.0/taas-agents/{host}/report"} <= set(doc["paths"])
     assert httpx.get(st_server.url + "/docs").status_code == 200

@@ -162,11 +162,17 @@ def install(app: FastAPI) -> None:
             "type": "apiKey", "in": "header", "name": "X-Auth-Token"}}
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)  # FastAPI's 422: never answered (400 instead)
+        error = {"description": "Neutron error", "content": {"application/json": {
+            "schema": {"$ref": REF.format(model="NeutronError")}}}}
         for path, item in doc["paths"].items():
             for op in item.values():
                 op.get("responses", {}).pop("422", None)
                 if path not in PUBLIC:
                     op["security"] = [{"token": []}]
+                    # Any authenticated route may answer these (a route that says nothing
+                    # about its errors still gets them documented).
+                    for code in (400, 401, 403, 404, 413, 503):
+                        op["responses"].setdefault(str(code), dict(error))
                 for answer in op.get("responses", {}).values():
                     answer.setdefault("headers", {}).update(REQUEST_ID)
         app.openapi_schema = doc
