@@ -49,6 +49,9 @@ class _Neutron:
     def __init__(self, url: str) -> None:
         self.c = httpx.Client(base_url=url, timeout=60)
 
+    def close(self) -> None:
+        self.c.close()
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         r = self.c.request(method, path, json=body)
         if r.status_code >= 400:
@@ -122,33 +125,33 @@ def _refresh_ports(lab: Lab) -> None:
 
 
 def wait_ports_active(api_url: str, port_ids: Sequence[str], timeout: float = 120) -> None:
-    c = httpx.Client(base_url=api_url, timeout=10)
+    with httpx.Client(base_url=api_url, timeout=10) as c:
+        def active() -> bool:
+            r = c.get("/v2.0/ports", params={"fields": ["id", "status"]})
+            st = {p["id"]: p["status"] for p in r.json()["ports"]}
+            return all(st.get(p) == "ACTIVE" for p in port_ids)
 
-    def active() -> bool:
-        r = c.get("/v2.0/ports", params={"fields": ["id", "status"]})
-        st = {p["id"]: p["status"] for p in r.json()["ports"]}
-        return all(st.get(p) == "ACTIVE" for p in port_ids)
-
-    _wait("Neutron ports ACTIVE", active, timeout, interval=0.3)
+        _wait("Neutron ports ACTIVE", active, timeout, interval=0.3)
 
 
 def _wait_taas(lab: Lab, timeout: float = 60) -> None:
     """taas-server knows every VM port (from Neutron) and every host's agent reported."""
     srv = lab.state["server"]
-    c = httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]}, timeout=10)
-    want = {v["port_id"]: v["host"] for v in lab.state["vms"]}
+    with httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]},
+                      timeout=10) as c:
+        want = {v["port_id"]: v["host"] for v in lab.state["vms"]}
 
-    def ready() -> bool:
-        try:
-            ports = c.get("/v2.0/ports").json()["ports"]
-            agents = [a for a in c.get("/v2.0/agents").json()["agents"] if a["alive"]]
-        except (httpx.HTTPError, ValueError, KeyError):
-            return False
-        have = {p["id"]: p.get("binding:host_id") for p in ports}
-        return all(have.get(k) == h for k, h in want.items()) and \
-            len(agents) >= len(lab.state["hosts"])
+        def ready() -> bool:
+            try:
+                ports = c.get("/v2.0/ports").json()["ports"]
+                agents = [a for a in c.get("/v2.0/agents").json()["agents"] if a["alive"]]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+            have = {p["id"]: p.get("binding:host_id") for p in ports}
+            return all(have.get(k) == h for k, h in want.items()) and \
+                len(agents) >= len(lab.state["hosts"])
 
-    _wait("taas-server ports and agents", ready, timeout, interval=0.3)
+        _wait("taas-server ports and agents", ready, timeout, interval=0.3)
 
 
 def up(spec: str | Path | dict[str, Any] | None = None, name: str = "lab", *,
@@ -198,7 +201,10 @@ def _build(lab: Lab, agents: bool, agent_args: Sequence[str], say: Callable[[str
     cp.timings["neutron_agents"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
     api = _Neutron(cp.neutron_url)
-    _create_ports(lab, api)
+    try:
+        _create_ports(lab, api)
+    finally:
+        api.close()
     lab.save()
     wait_ports_active(cp.neutron_url, [v["port_id"] for v in s["vms"]])
     cp.timings["ports"] = round(time.monotonic() - t, 1)
@@ -222,7 +228,10 @@ def move_vm(lab: Lab, vm: str, host: str, timeout: float = 60) -> None:
     _run(["ip", "-n", old["netns"], "link", "set", tap, "netns", new["netns"]])
     _run(["ip", "-n", new["netns"], "link", "set", tap, "up"])
     api = _Neutron(s["neutron"]["url"])
-    api.call("PUT", f"/v2.0/ports/{v['port_id']}", {"port": {"binding:host_id": host}})
+    try:
+        api.call("PUT", f"/v2.0/ports/{v['port_id']}", {"port": {"binding:host_id": host}})
+    finally:
+        api.close()
     v["host"] = host
     _plug(new, v, {"id": v["port_id"]})
 
