@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import struct
@@ -47,6 +48,9 @@ def parse_pcap(data: bytes) -> list[bytes]:
     return frames
 
 
+_DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
+
+
 class Capture:
     """A running tcpdump in a namespace. Use through `Lab.capture()` / `Lab.captures()`.
 
@@ -62,6 +66,7 @@ class Capture:
         self.bpf = bpf
         self.direction = direction
         self.frames: list[bytes] = []
+        self.dropped = 0  # frames the kernel dropped before tcpdump read them (known at stop)
         self.proc: subprocess.Popen[bytes] | None = None
         self._err = b""
 
@@ -119,7 +124,13 @@ class Capture:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if self.proc is not None and self.proc.stderr is not None:
+            # tcpdump's exit summary: a count that is short because the capture itself
+            # dropped frames must not pass for frames the switch did not deliver.
+            with contextlib.suppress(OSError, ValueError):
+                self._err += self.proc.stderr.read()
             self.proc.stderr.close()
+            m = _DROPPED.search(self._err.decode(errors="replace"))
+            self.dropped = int(m.group(1)) if m else 0
         self.frames = self.read()
         try:
             self.path.unlink()

@@ -95,6 +95,7 @@ def test_02_agent_restart_rewrites_nothing_and_loses_nothing(system: System) -> 
         sent2, recv2 = system.finish_ping(p2)
         cap.wait_for(sent1 + recv1 + sent2 + recv2, timeout=10)
     frames = cap.frames
+    assert cap.dropped == 0, f"the capture itself dropped {cap.dropped} frames"
     # Every request and reply during the restart was mirrored, exactly once.
     assert (sent1, recv1, sent2, recv2) == (300, 300, 300, 300)
     assert count_icmp(frames, ip["vm1"], ip["vm3"], 8) == sent1
@@ -209,10 +210,13 @@ def test_05_ovs_restart(system: System) -> None:
     record("OVS restart (host2): OVS back -> taas flows restored", restored - back)
     record("OVS restart (host2): OVS back -> mirroring", time.monotonic() - back)
     # The port monitor saw the restart (its IDL reconnects within its 1 s backoff), and the
-    # agent set br-tap up again before syncing.
+    # agent took it for a reset switch (canary gone) and set it up again, rather than only
+    # repairing flows one by one. (A setup attempt that overlaps the OVSDB reconnection may
+    # fail and be retried: then the reset is logged, but the retry finds the canary back.)
     wait_until(lambda: "reconnected" in system.agent_log("host2")[offset:], 5,
                what="OVSDB reconnection logged")
-    assert "switch set up" in system.agent_log("host2")[offset:]
+    log = system.agent_log("host2")[offset:]
+    assert "switch set up" in log or "switch was reset" in log, log
 
 
 def test_06_port_moved_to_another_host(system: System) -> None:

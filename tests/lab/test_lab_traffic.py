@@ -177,6 +177,7 @@ def test_capture_helpers(lab: Lab) -> None:
         lab.send_frames("vm1", [frame(mon.mac, vm1.mac, marker + bytes([i])) for i in range(5)])
         assert len(cap.wait_for(5, timeout=3)) == 5  # readable while running
     assert [f[14:23] for f in cap.frames] == [marker + bytes([i]) for i in range(5)]
+    assert b"packets dropped by kernel" in cap._err and cap.dropped == 0  # tcpdump's summary
     pkts = cap.packets()
     assert pkts[0].src == vm1.mac and pkts[0].type == ETHERTYPE_TEST
     # Capture on a host's underlay: the VXLAN packets of cross-host traffic.
