@@ -209,14 +209,14 @@ def test_05_ovs_restart(system: System) -> None:
     record("OVS restart (host2): daemons back", back - t0)
     record("OVS restart (host2): OVS back -> taas flows restored", restored - back)
     record("OVS restart (host2): OVS back -> mirroring", time.monotonic() - back)
-    # The port monitor saw the restart (its IDL reconnects within its 1 s backoff), and the
-    # agent took it for a reset switch (canary gone) and set it up again, rather than only
-    # repairing flows one by one. (A setup attempt that overlaps the OVSDB reconnection may
-    # fail and be retried: then the reset is logged, but the retry finds the canary back.)
+    # Every taas flow there now was installed after the restart began: OVS really lost them
+    # and the agent put them back. (Which of its mechanisms does it is a race between the
+    # reset check and the periodic diff, so no log line of either is required.)
+    old = [f for f, t in flow_births(system, "host2").items() if t < t0]
+    assert old == [], f"host2: flows older than the OVS restart: {old}"
+    # The port monitor saw the restart (its IDL reconnects within its 1 s backoff).
     wait_until(lambda: "reconnected" in system.agent_log("host2")[offset:], 5,
                what="OVSDB reconnection logged")
-    log = system.agent_log("host2")[offset:]
-    assert "switch set up" in log or "switch was reset" in log, log
 
 
 def test_06_port_moved_to_another_host(system: System) -> None:
