@@ -42,11 +42,16 @@ PRESEED
   apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
   [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
-for svc in neutron-server neutron-openvswitch-agent neutron-rpc-server rabbitmq-server; do
-  if [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+# A system-wide instance the packages may have started is stopped (checked by process, not by
+# the init scripts' "status": rabbitmq's would itself start an epmd).
+for svc in neutron-server neutron-openvswitch-agent neutron-rpc-server; do
+  if pgrep -u neutron -f "/usr/bin/$svc" >/dev/null; then
     "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
   fi
 done
+if pgrep -u rabbitmq -x beam.smp >/dev/null; then
+  /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true
+fi
 
 # The lab runs its own OVS daemons per host namespace; the distribution's system-wide
 # instance (if the package's postinst started one) is not used and must not linger.
