@@ -8,25 +8,18 @@ import logging
 import socket
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, HostReport, ports_digest
 
 LOG = logging.getLogger(__name__)
 # Retries back off up to this (exponential with jitter, agent/schedule.py): after an outage
 # a thousand agents must not come back in lockstep and keep an overloaded server down.
 MAX_BACKOFF = 30.0
-
-
-class PortLike(Protocol):
-    port_id: str
-    ofport: int
-    local_vlan: int | None
-    mac: str
-    name: str
 
 
 class ServerError(Exception):
@@ -122,7 +115,7 @@ class ServerClient:
             self._report_digest = agent.get("report_digest")
         return agent
 
-    def report_ports(self, ports: Iterable[PortLike]) -> list[str]:
+    def report_ports(self, ports: Iterable[LocalPort]) -> list[str]:
         """Send the full set of VM ports on br-int (unless the server holds it already, bound
         here); returns the ids the inventory does not know."""
         ports = sorted(ports, key=lambda p: p.port_id)
