@@ -2,6 +2,7 @@
 throughput between two VMs with and without a tap flow.
 
     python -m bench.neutron_bench [--runs 20] [--interval 0.01] [--tcp-bytes 20000000]
+                                  [--watch-underlay 120]
 
 The lab: neutron-server + one neutron-openvswitch-agent per host (port security on), taas-server
 with the Neutron port backend, one taas-agent per host (`--hook-table 60`). A tap service on
@@ -10,7 +11,10 @@ vm2 -> vm3 (host2: *remote*, copies cross VXLAN); per run a tap flow (OUT) is cr
 the first copy's pcap timestamp at mon is taken (it includes up to one ping interval), then the
 flow is deleted and its removal awaited. Throughput: `--tcp-bytes` from vm1 (host1) to vm2
 (host2), 3 transfers without a tap flow, then 3 with a BOTH tap flow on vm1 (every segment and
-ack copied to mon). Prints the machine, then p50/p90/p99/max and MB/s.
+ack copied to mon). `--watch-underlay S`: then a remote tap flow (vm2 on host2 -> mon on host1)
+with traffic for S seconds while host3's underlay is captured: the number of frames with a
+taas VNI there (must be 0: copies go by unicast to the monitor's host only, no flooding, no
+timers). Prints the machine, then p50/p90/p99/max and MB/s.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import os
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -31,13 +36,14 @@ from taas.lab.neutron import up
 from taas.lab.pytest_plugin import unique_name
 
 SPEC: dict[str, Any] = {
-    "hosts": ["host1", "host2"],
+    "hosts": ["host1", "host2", "host3"],
     "networks": [{"name": "net-a", "project_id": "project-a", "vni": 100},
                  {"name": "net-m", "project_id": "project-a", "vni": 101}],
     "vms": [{"name": "mon", "network": "net-m", "host": "host1"},
             {"name": "vm1", "network": "net-a", "host": "host1"},
             {"name": "vm2", "network": "net-a", "host": "host2"},
-            {"name": "vm3", "network": "net-a", "host": "host1"}],
+            {"name": "vm3", "network": "net-a", "host": "host1"},
+            {"name": "vm6", "network": "net-a", "host": "host3"}],
 }
 
 
@@ -67,11 +73,54 @@ def throughput(lab: Any, nbytes: int) -> float:
     return nbytes / dt / 1e6
 
 
+TAAS_VNIS = range(16_003_900, 16_004_000)  # tunnel_key_base + the taas_id range (defaults)
+
+
+def vxlan_vnis(frames: list[bytes]) -> list[int]:
+    """VNIs of the VXLAN (UDP 4789) frames of an underlay capture."""
+    out = []
+    for f in frames:
+        if len(f) < 50 or f[12:14] != b"\x08\x00" or f[23] != 17:
+            continue
+        udp = 14 + (f[14] & 0x0F) * 4
+        if struct.unpack("!H", f[udp + 2:udp + 4])[0] == 4789:
+            out.append(int.from_bytes(f[udp + 12:udp + 15], "big"))
+    return out
+
+
+def watch_underlay(lab: Any, api: httpx.Client, ts_id: str, seconds: float) -> None:
+    vm = {v.name: v for v in lab.vms}
+    r = api.post("/v2.0/taas/tap_flows", json={"tap_flow": {
+        "project_id": "project-a", "source_port": vm["vm2"].port_id, "tap_service_id": ts_id,
+        "direction": "BOTH"}})
+    tf_id = r.json()["tap_flow"]["id"]
+    wait(lambda: api.get(f"/v2.0/taas/tap_flows/{tf_id}").json()["tap_flow"]["status"]
+         == "ACTIVE", 20, 0.05)
+    with lab.captures({"host3": None, "mon": (None, "icmp")}, direction="in") as caps:
+        ping = lab.popen("vm2", ["ping", "-q", "-n", "-i", "0.1", "-w", str(int(seconds)),
+                                 vm["vm1"].ip], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        ping.wait(seconds + 30)
+        # Sentinel: a broadcast of net-a reaches host3 (VNI 100): the capture does see VXLAN.
+        bcast = bytes.fromhex("ffffffffffff" + vm["vm2"].mac.replace(":", "") + "88b5") + \
+            b"underlay-sentinel".ljust(50, b".")
+        lab.send_frames("vm2", [bcast])
+        caps["host3"].wait_for(1, timeout=5, match=lambda f: 100 in vxlan_vnis([f]))
+    vnis = vxlan_vnis(caps["host3"].frames)
+    taas = [v for v in vnis if v in TAAS_VNIS]
+    print(f"\nunderlay of host3 over {seconds:g} s of a remote BOTH tap flow (vm2 host2 -> mon "
+          f"host1, ping 10 pps): {len(vnis)} VXLAN frames ({vnis.count(100)} of net-a, the "
+          f"sentinel broadcast), {len(taas)} with a taas VNI; "
+          f"{len(caps['mon'].frames)} copies at the monitor")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="runs per case (default 20)")
     ap.add_argument("--interval", type=float, default=0.01, help="ping interval (s)")
     ap.add_argument("--tcp-bytes", type=int, default=20_000_000, help="bytes per transfer")
+    ap.add_argument("--watch-underlay", type=float, default=0.0, metavar="S",
+                    help="seconds of a remote tap flow with host3's underlay captured (0: skip)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (network namespaces, Open vSwitch)", file=sys.stderr)
@@ -132,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({', '.join(f'{x:.1f}' for x in plain)})")
         print(f"  with a BOTH tap flow on vm1 (copies to mon, host1): median "
               f"{statistics.median(tapped):.1f} ({', '.join(f'{x:.1f}' for x in tapped)})")
+        if args.watch_underlay > 0:
+            api.delete(f"/v2.0/taas/tap_flows/{tf_id}")
+            watch_underlay(lab, api, ts_id, args.watch_underlay)
         print(f"machine after: {machine()}")
     finally:
         for p in pings:
