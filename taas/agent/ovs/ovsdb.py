@@ -205,7 +205,10 @@ class OvsdbClient:
 
         if not self.wait_ready(self.timeout):
             raise SwitchError(f"OVSDB {self.remote} not reachable")
-        return self.read(get)
+        value = self.read(get)
+        if value is None:  # never guess (e.g. a datapath type) from a replica being reloaded
+            raise SwitchError(f"OVSDB {self.remote}: reconnecting")
+        return value
 
     def transact(self, commands: Iterable[Any]) -> None:
         """Commit ``commands`` (``self.api``'s) in one transaction; returns once ovs-vswitchd
