@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo test lint bench bench-api bench-lab bench-dataplane bench-e2e bench-neutron bench-scale clean
+.PHONY: deps demo test lint bench bench-keystone bench-api bench-lab bench-dataplane bench-e2e bench-neutron bench-scale clean
 
 deps:
 	./scripts/install-deps.sh
@@ -16,6 +16,9 @@ test: deps
 
 lint: deps
 	$(PYTHON) -m ruff check taas tests bench
+
+bench-keystone: deps
+	$(PYTHON) -m bench.keystone_bench
 
 bench-api: deps
 	$(PYTHON) -m bench.api_bench

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PKGS="openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps psmisc postgresql bridge-utils netcat-openbsd"
+DEB_PKGS="openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps psmisc postgresql bridge-utils netcat-openbsd keystone uwsgi uwsgi-plugin-python3 python3-psycopg2"
 missing=""
 for p in $DEB_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -62,9 +62,13 @@ fi
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
   pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
 fi
+# And for Keystone (served by uwsgi if its package started one): tests start their own.
+if [ -x /etc/init.d/keystone ] && /etc/init.d/keystone status >/dev/null 2>&1; then
+  /etc/init.d/keystone stop >/dev/null 2>&1 || true
+fi
 
 PY=${PYTHON:-python3}
-if ! $PY -c "import taas, fastapi, sqlalchemy, openstack, ovs, ovsdbapp" >/dev/null 2>&1 || [ pyproject.toml -nt .deps-installed ]; then
+if ! $PY -c "import taas, fastapi, sqlalchemy, openstack, ovs, ovsdbapp, keystoneauth1, oslo_policy" >/dev/null 2>&1 || [ pyproject.toml -nt .deps-installed ]; then
   $PY -m pip install -q --disable-pip-version-check -e ".[test]"
   touch .deps-installed
 fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ def _snapshot() -> dict[str, set[str]]:
         "ovsdb-server": _pids("ovsdb-server"),
         "taas-agent": _pids("taas-agent"),
         "tcpdump": _pids("tcpdump"),
+        "uwsgi": _pids("uwsgi"),
     }
 
 
@@ -43,3 +45,14 @@ def nothing_left_behind() -> Iterator[None]:
     after = _snapshot()
     leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
     assert not leaked, f"the test run left these behind: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def keystone() -> Iterator[Any]:
+    """One real Keystone per test session (started on first use, ~10 s), with the users of
+    taas.testing.server's identities and taas-server's service user."""
+    from taas.testing.keystone import populate, run_keystone
+
+    with run_keystone() as ks:
+        populate(ks)
+        yield ks

@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from defaults, then --config, then the command line. The config "
         "file (YAML, JSON, or INI with a [taas] section) may also set vlan_range_start "
         "(3900), vlan_range_end (4000), tunnel_key_base (16000000), agent_down_time (30), "
-        "service_driver and revision_poll_interval (30.0). "
+        "service_driver, revision_poll_interval (30.0), the keystone_* settings and "
+        "quota_tap_service (5), quota_tap_flow (50), quota_tap_mirror (5). "
         "`taas-server db upgrade` only creates/migrates the schema. "
         "WARNING: --auth-strategy noauth trusts every caller (anyone who can reach the port "
         "is admin, or whoever its X-Project-Id/X-Roles headers claim): use it on trusted "
@@ -43,9 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                    help='JSON {"tokens": {"<token>": {"project_id": "...", "roles": [...]}}}')
     p.add_argument("--auth-strategy", choices=AUTH_STRATEGIES,
                    help="token (default): X-Auth-Token looked up in --tokens-file, else 401; "
+                   "keystone: X-Auth-Token validated by Keystone v3 (settings keystone_auth_url, "
+                   "keystone_username/keystone_password or keystone_service_token, "
+                   "keystone_cache_ttl); "
                    "noauth: no token needed and any token ignored, the caller is admin of "
                    "project 'admin' unless X-Project-Id/X-Roles headers say otherwise. "
                    "noauth trusts every caller: trusted networks and labs only")
+    p.add_argument("--policy-file", metavar="FILE",
+                   help="oslo.policy rules (YAML or JSON) overriding the built-in defaults")
     p.add_argument("--vlan-range-start", type=int, help=argparse.SUPPRESS)
     p.add_argument("--vlan-range-end", type=int, help=argparse.SUPPRESS)
     p.add_argument("--log-level", help="debug, info, warning (default info)")
@@ -58,6 +64,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
     overrides = {
         "host": args.host, "port": args.port, "db_url": args.db_url,
         "tokens_file": args.tokens_file, "auth_strategy": args.auth_strategy,
+        "policy_file": args.policy_file,
         "vlan_range_start": args.vlan_range_start,
         "vlan_range_end": args.vlan_range_end, "log_level": args.log_level,
     }

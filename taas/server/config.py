@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 from taas.common.vlans import DEAD_VLAN, MIRROR_VLAN_FIRST, TAAS_ID_END
 
 DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
-AUTH_STRATEGIES = ("token", "noauth")
 PORT_BACKENDS = ("builtin", "neutron")
+AUTH_STRATEGIES = ("token", "noauth", "keystone")
+QUOTA_RESOURCES = ("tap_service", "tap_flow", "tap_mirror")
 
 
 class ConfigError(Exception):
@@ -26,8 +27,27 @@ class Settings:
     port: int = 9696
     db_url: str = DEFAULT_DB_URL
     tokens_file: str | None = None
-    # "token" (X-Auth-Token from tokens_file) or "noauth" (trust every caller; labs only).
+    # "token" (X-Auth-Token from tokens_file), "keystone" (X-Auth-Token validated by a
+    # Keystone v3) or "noauth" (trust every caller; labs only).
     auth_strategy: str = "token"
+    # Keystone: where tokens are validated and who validates them (a service user with the
+    # admin or service role, or a static service token). Validations are cached for
+    # keystone_cache_ttl seconds: a revoked token keeps working at most that long.
+    keystone_auth_url: str | None = None
+    keystone_username: str | None = None
+    keystone_password: str | None = None
+    keystone_project_name: str = "service"
+    keystone_user_domain_name: str = "Default"
+    keystone_project_domain_name: str = "Default"
+    keystone_service_token: str | None = None
+    keystone_cache_ttl: float = 60.0
+    keystone_timeout: float = 30.0
+    # oslo.policy file (YAML/JSON) whose rules override the defaults of taas/server/policy.py.
+    policy_file: str | None = None
+    # Per-project limits (-1: unlimited), changed per project through /v2.0/quotas.
+    quota_tap_service: int = 5
+    quota_tap_flow: int = 50
+    quota_tap_mirror: int = 5
     vlan_range_start: int = 3900
     vlan_range_end: int = 4000
     tunnel_key_base: int = 16_000_000
@@ -79,6 +99,18 @@ class Settings:
             raise ConfigError("port_backend = neutron needs neutron_url")
         if self.neutron_resync_interval <= 0:
             raise ConfigError("neutron_resync_interval must be positive")
+        if self.auth_strategy == "keystone":
+            if not self.keystone_auth_url:
+                raise ConfigError("auth_strategy keystone needs keystone_auth_url")
+            if not self.keystone_service_token and not (
+                    self.keystone_username and self.keystone_password):
+                raise ConfigError("auth_strategy keystone needs keystone_username and "
+                                  "keystone_password (a service user) or keystone_service_token")
+        if self.keystone_cache_ttl < 0 or self.keystone_timeout <= 0:
+            raise ConfigError("keystone_cache_ttl must be >= 0 and keystone_timeout > 0")
+        for resource in QUOTA_RESOURCES:
+            if getattr(self, f"quota_{resource}") < -1:
+                raise ConfigError(f"quota_{resource} must be -1 (unlimited) or >= 0")
         if not (0 < self.port < 65536):
             raise ConfigError(f"port must be 1..65535, got {self.port}")
         if self.public_endpoint is not None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from taas.server.config import QUOTA_RESOURCES
+
 # name -> (project_id, roles)
 DEFAULT_IDENTITIES: dict[str, tuple[str, list[str]]] = {
     "admin": ("admin-project", ["admin"]),
@@ -57,6 +59,8 @@ class ServerProcess:
         # Random tokens: several test runs may share this machine.
         self.tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in identities}
         self.identities = {self.tokens[n]: identities[n] for n in identities}
+        # Project name -> id where they differ (Keystone makes ids): see project().
+        self.projects: dict[str, str] = {}
         tokens_file = self.workdir / "tokens.json"
         # {"host": ...} in an entry binds that token to one host's agent API.
         bound = {self.tokens[n]: e["host"] for n, e in (tokens or {}).items()
@@ -125,6 +129,10 @@ class ServerProcess:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def project(self, name: str) -> str:
+        """The id of project `name` (the name itself unless Keystone made the project)."""
+        return self.projects.get(name, name)
+
     @property
     def noauth(self) -> bool:
         return self.config.get("auth_strategy") == "noauth"
@@ -153,7 +161,10 @@ def run_server(
     {"project_id", "roles"[, "host"]} (defaults: admin, service, a-member, a-reader, b-member,
     b-reader; the token strings themselves are random: read them from `.tokens`). Extra keyword
     arguments are settings (vlan_range_start=..., agent_down_time=...). Everything is removed
-    at exit."""
+    at exit. Quotas are unlimited unless given (quota_tap_service=..., as settings): most
+    tests create far more than a user's default share in one project."""
+    for resource in QUOTA_RESOURCES:
+        config.setdefault(f"quota_{resource}", -1)
     server = ServerProcess(db_url, tokens, config)
     try:
         server.start()

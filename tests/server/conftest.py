@@ -50,6 +50,17 @@ def server(db_kind: str, request: pytest.FixtureRequest) -> Iterator[ServerProce
 FAULT_DRIVER = "taas.server.drivers.testing:FaultInjectingDriver"
 
 
+@pytest.fixture(scope="session")
+def keystone_server(db_kind: str, keystone: Any,
+                    request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """Like `server`, but callers authenticate with tokens of the session's real Keystone."""
+    from taas.testing.keystone import run_keystone_server
+
+    with run_keystone_server(keystone, fresh_db_url(db_kind, request),
+                             service_driver=FAULT_DRIVER) as srv:
+        yield srv
+
+
 class Api:
     """Thin helpers over a server: one httpx client per identity, inventory factories."""
 
@@ -67,8 +78,8 @@ class Api:
             c.close()
 
     def network(self, project: str = "project-a", **attrs: Any) -> dict[str, Any]:
-        r = self("admin").post("/v2.0/networks",
-                               json={"network": {"project_id": project, **attrs}})
+        r = self("admin").post("/v2.0/networks", json={"network": {
+            "project_id": self.server.project(project), **attrs}})
         assert r.status_code == 201, r.text
         return r.json()["network"]
 
@@ -77,7 +88,7 @@ class Api:
         if network_id is None:
             network_id = self.network(project)["id"]
         r = self("admin").post("/v2.0/ports", json={"port": {
-            "network_id": network_id, "project_id": project, **attrs}})
+            "network_id": network_id, "project_id": self.server.project(project), **attrs}})
         assert r.status_code == 201, r.text
         return r.json()["port"]
 

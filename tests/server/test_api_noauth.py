@@ -72,7 +72,9 @@ def test_headers_make_a_project_member(noauth_api: Api, raw: httpx.Client) -> No
     port = noauth_api.port("project-a")
     neutron_error(raw.post(TS, headers=a, json={"tap_service": {
         "port_id": port["id"], "project_id": "project-b"}}), 403, "PolicyNotAuthorized")
-    neutron_error(raw.post("/v2.0/networks", json={"network": {}}, headers=a), 403)
+    # (A member may create networks, as in Neutron, but not choose provider attributes.)
+    neutron_error(raw.post("/v2.0/networks", json={"network": {
+        "provider:segmentation_id": 4242}}, headers=a), 403, "PolicyNotAuthorized")
     neutron_error(raw.get("/v2.0/agents", headers=a), 403)
     # A project without roles is a member of it; a reader may not write.
     only_project = {"X-Project-Id": "project-a"}

@@ -27,7 +27,8 @@ def test_version_discovery_needs_no_token(api: Api) -> None:
 def test_extensions_listed(api: Api) -> None:
     exts = api("a-reader").get("/v2.0/extensions").json()["extensions"]
     assert {e["alias"] for e in exts} == {
-        "taas", "taas-vlan-filter", "tap-mirror", "tap-mirror-both-direction"}
+        "taas", "taas-vlan-filter", "tap-mirror", "tap-mirror-both-direction", "quotas",
+        "quota_details"}
     assert all(set(e) >= {"alias", "name", "description", "updated", "links"} for e in exts)
 
 

@@ -57,6 +57,7 @@ def seed(c: httpx.Client) -> dict[str, Any]:
     ids["host"] = "st-host"
     ids["ports"] = ports  # type: ignore[assignment]
     ids["alias"] = "taas"
+    ids["project_id"] = "st"  # quotas
     return ids
 
 
@@ -100,7 +101,8 @@ UPDATES = {"tap_service_id": {"tap_service": {"name": "n"}},
            "network_id": {"network": {"admin_state_up": True}},
            "port_id": {"port": {"device_owner": "compute:nova"}},
            "/v2.0/taas-agents/{host}": {"agent": {"tunnel_ip": "192.0.2.98"}},
-           "/v2.0/taas-agents/{host}/report": {"report": {"resources": [], "taas_ids": []}}}
+           "/v2.0/taas-agents/{host}/report": {"report": {"resources": [], "taas_ids": []}},
+           "project_id": {"quota": {"tap_flow": 60}}}
 
 
 def test_existing_resources_answer_as_documented(api_schema: Any,

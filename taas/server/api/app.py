@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from taas.server.api import agents, meta, openapi, resources
+from taas.server.api import agents, meta, openapi, quotas, resources
 from taas.server.api import inventory as inventory_api
-from taas.server.api.auth import TokenStore
+from taas.server.api.auth import TokenStore, build_authenticator
 from taas.server.api.common import MAX_BODY
 from taas.server.api.errors import install_error_handlers
 from taas.server.api.middleware import BodyLimit, CatchAll, HeadAsGet, RequestId
@@ -19,8 +19,10 @@ from taas.server.config import Settings
 from taas.server.db.session import Database
 from taas.server.drivers.base import load_driver
 from taas.server.drivers.notifier import PostgresListener, RevisionNotifier
+from taas.server.policy import Policy
 from taas.server.ports import build_inventory
 from taas.server.services.agents import Agents
+from taas.server.services.quotas import Quotas
 from taas.server.services.tap import TapResources
 
 LOG = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     db = Database(settings.db_url, settings.sqlite_busy_timeout)
     notifier = RevisionNotifier()
     driver = load_driver(settings, notifier, db.is_postgres)
-    taps = TapResources(settings, driver)
+    taps = TapResources(settings, driver, Quotas(settings))
     listener = PostgresListener(settings.db_url, notifier) if db.is_postgres else None
     inventory = build_inventory(settings, driver, taps, db)
 
@@ -55,10 +57,10 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.db = db
     app.state.notifier = notifier
     app.state.driver = driver
-    # noauth trusts every caller: a tokens file, if any, is not read.
-    app.state.tokens = tokens or TokenStore.from_file(
-        settings.tokens_file if settings.auth_strategy == "token" else None)
+    app.state.authenticator = build_authenticator(settings, tokens)
+    app.state.policy = Policy(settings.policy_file)
     app.state.taps = taps
+    app.state.quotas = taps.quotas
     app.state.inventory = inventory
     app.state.agents = Agents(settings, driver)
     install_error_handlers(app)
@@ -71,5 +73,6 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.include_router(resources.router)
     app.include_router(inventory_api.router)
     app.include_router(agents.router)
+    app.include_router(quotas.router)
     openapi.install(app)
     return app

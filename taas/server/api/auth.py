@@ -1,6 +1,7 @@
-"""Who is calling. Two strategies (setting `auth_strategy`):
+"""Who is calling. Three strategies (setting `auth_strategy`):
 
 - token (default): X-Auth-Token -> project and roles, from a JSON tokens file; else 401.
+- keystone: X-Auth-Token validated by Keystone v3 (taas/server/api/keystone.py); else 401.
 - noauth: no token needed, any token ignored; identity from X-Project-Id / X-Roles when given
   (as Neutron's noauth context does), else admin of project "admin". Every caller is trusted:
   for trusted networks and labs only.
@@ -9,12 +10,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
-from taas.server.config import ConfigError
+from taas.server.config import ConfigError, Settings
 from taas.server.services.context import Context
 from taas.server.services.errors import InvalidInput, TaasError
 
@@ -23,6 +25,10 @@ ROLES = {"admin", "member", "reader", "service"}
 
 class NotAuthenticated(TaasError):
     status, type = 401, "HTTPUnauthorized"
+
+
+class Authenticator(Protocol):
+    def context(self, token: str | None) -> Context: ...
 
 
 class TokenStore:
@@ -80,14 +86,28 @@ def noauth_context(project: str | None, roles: str | None) -> Context:
     return Context(project_id=project or NOAUTH_PROJECT, roles=frozenset(claimed & ROLES))
 
 
+def build_authenticator(settings: Settings, tokens: TokenStore | None) -> Authenticator:
+    """What turns an X-Auth-Token into a Context (noauth reads headers instead; none then)."""
+    if settings.auth_strategy == "keystone":
+        from taas.server.api.keystone import KeystoneAuth
+
+        return KeystoneAuth(settings)
+    # noauth trusts every caller: a tokens file, if any, is not read.
+    return tokens or TokenStore.from_file(
+        settings.tokens_file if settings.auth_strategy == "token" else None)
+
+
 def request_context(request: Request) -> Context:
-    """FastAPI dependency: the caller's context, or 401 (token strategy only)."""
+    """FastAPI dependency: the caller's context (with the server's policy), or 401."""
     headers = request.headers
-    if request.app.state.settings.auth_strategy == "noauth":
-        return noauth_context(headers.get("x-project-id") or headers.get("x-tenant-id"),
-                              headers.get("x-roles"))
-    store: TokenStore = request.app.state.tokens
-    return store.context(headers.get("x-auth-token"))
+    state = request.app.state
+    if state.settings.auth_strategy == "noauth":
+        ctx = noauth_context(headers.get("x-project-id") or headers.get("x-tenant-id"),
+                             headers.get("x-roles"))
+    else:
+        authenticator: Authenticator = state.authenticator
+        ctx = authenticator.context(headers.get("x-auth-token"))
+    return replace(ctx, policy=state.policy)
 
 
 Caller = Annotated[Context, Depends(request_context)]

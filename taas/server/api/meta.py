@@ -20,6 +20,9 @@ EXTENSIONS = [
     ("tap-mirror", "Tap mirrors", "Mirror a port's traffic to a remote IP in GRE or ERSPAN v1."),
     ("tap-mirror-both-direction", "Tap mirrors in both directions",
      "A tap mirror may use the BOTH direction with a single tunnel id."),
+    ("quotas", "Quota management support", "Per-project limits of tap resources."),
+    ("quota_details", "Quota details management support",
+     "Limit and usage of each quota (/v2.0/quotas/{project_id}/details)."),
 ]
 
 

@@ -173,3 +173,13 @@ class HeldTaasId(Base):
     __tablename__ = "agent_held_taas_ids"
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     taas_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+
+
+class Quota(Base):
+    """A project's limit for one resource where it differs from the configured default
+    (Neutron's table: absent row = default; -1 = unlimited)."""
+
+    __tablename__ = "quotas"
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(255), primary_key=True)
+    limit: Mapped[int] = mapped_column(Integer, nullable=False)

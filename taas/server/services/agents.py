@@ -212,11 +212,11 @@ class Agents:
     # ---- admin view -----------------------------------------------------------------
 
     def list_agents(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_admin()
+        ctx.require("get_agent")
         return AgentRepository(session).list(q)
 
     def get_agent(self, session: Session, ctx: Context, id_: str) -> Agent:
-        ctx.require_admin()
+        ctx.require("get_agent")
         agent = AgentRepository(session).get(id_)
         if agent is None:
             raise errors.AgentNotFound(f"Agent {id_} could not be found")
@@ -225,6 +225,7 @@ class Agents:
     def delete_agent(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         """Forget a (dead) agent: its holdings, its port bindings, its row."""
         agent = self.get_agent(uow.session, ctx, id_)
+        ctx.require("delete_agent")
         session = uow.session
         repo = AgentRepository(session)
         held = repo.held_ids(agent.host)

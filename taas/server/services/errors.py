@@ -111,3 +111,7 @@ class DriverError(TaasError):
     """The service driver failed after commit; the change was undone."""
 
     status, type = 500, "TaasDriverError"
+
+
+class OverQuota(Conflict):
+    type = "OverQuota"

@@ -1,4 +1,4 @@
-"""The built-in port inventory: Neutron-compatible networks and ports (admin-writable)."""
+"""The built-in port inventory: Neutron-compatible networks and ports (policy as Neutron's)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,17 @@ from taas.server.db.repositories import (
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
-from taas.server.services.context import Context
+from taas.server.services.context import Context, owner_target
 from taas.server.services.tap import TapResources, now
 
 FIRST_SEGMENTATION_ID = 1000
 MAX_VNI = 2**24 - 1
 SEGMENTATION_ID_CHOICES = 64  # an allocated id is drawn from the lowest this many free ids
+
+
+def _network_owner(project_id: str) -> dict[str, str]:
+    """The part of a port's policy target that names its network's owner."""
+    return {"network:project_id": project_id, "network:tenant_id": project_id}
 
 
 class Inventory:
@@ -55,9 +60,8 @@ class Inventory:
     # ---- networks -------------------------------------------------------------------
 
     def create_network(self, uow: UnitOfWork, ctx: Context, body: Any) -> Network:
-        ctx.require_admin()
         attrs = validation.check_body(validation.NETWORK, body, resource="network")
-        project = ctx.target_project(attrs)
+        project = ctx.authorize_create("network", attrs, body)
         repo = NetworkRepository(uow.session)
         net_id = attrs.get("id") or str(uuid.uuid4())
         if repo.get(net_id) is not None:
@@ -92,22 +96,22 @@ class Inventory:
         return row
 
     def get_network(self, session: Session, ctx: Context, id_: str) -> Network:
-        ctx.require_read()
+        ctx.require_read("network")
         row = NetworkRepository(session).get(id_)
-        if row is None or not ctx.sees(row.project_id):
+        if row is None or not ctx.sees("network", row.project_id):
             raise errors.NetworkNotFound(f"Network {id_} could not be found")
         return row
 
     def list_networks(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read()
+        ctx.require_read("network")
         if not ctx.is_admin:
             q.project_id = ctx.project_id
         return NetworkRepository(session).list(q)
 
     def update_network(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Network:
         row = self.get_network(uow.session, ctx, id_)
-        ctx.require_admin()
         attrs = validation.check_body(validation.NETWORK, body, update=True, resource="network")
+        ctx.authorize_change("update", "network", owner_target(row.project_id), attrs.keys())
         for key, value in attrs.items():
             setattr(row, key, value)
         uow.session.flush()
@@ -115,7 +119,7 @@ class Inventory:
 
     def delete_network(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_network(uow.session, ctx, id_)
-        ctx.require_admin()
+        ctx.authorize_change("delete", "network", owner_target(row.project_id))
         repo = NetworkRepository(uow.session)
         if repo.has_ports(row.id):
             raise errors.NetworkInUse(f"Network {row.id} still has ports")
@@ -124,15 +128,17 @@ class Inventory:
     # ---- ports ----------------------------------------------------------------------
 
     def create_port(self, uow: UnitOfWork, ctx: Context, body: Any) -> Port:
-        ctx.require_admin()
         attrs = validation.check_body(validation.PORT, body, resource="port")
         session = uow.session
         network = NetworkRepository(session).get(attrs["network_id"])
         if network is None:
             raise errors.NetworkNotFound(f"Network {attrs['network_id']} could not be found")
         # An admin registering a VM's port without naming a project means the network's.
-        named = attrs.get("project_id") or attrs.get("tenant_id")
-        project = ctx.target_project(attrs) if named else network.project_id
+        project = ctx.authorize_create(
+            "port", attrs, body, default=network.project_id if ctx.is_admin else None,
+            **_network_owner(network.project_id))
+        if not ctx.sees("network", network.project_id):  # no shared networks here
+            raise errors.NetworkNotFound(f"Network {attrs['network_id']} could not be found")
         repo = PortRepository(session)
         port_id = attrs.get("id") or str(uuid.uuid4())
         if repo.get(port_id) is not None:
@@ -157,22 +163,25 @@ class Inventory:
         return row
 
     def get_port(self, session: Session, ctx: Context, id_: str) -> Port:
-        ctx.require_read()
+        ctx.require_read("port")
         row = PortRepository(session).get(id_)
-        if row is None or not ctx.sees(row.project_id):
+        if row is None or not ctx.sees("port", row.project_id):
             raise errors.PortNotFound(f"Port {id_} could not be found")
         return row
 
     def list_ports(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read()
+        ctx.require_read("port")
         if not ctx.is_admin:
             q.project_id = ctx.project_id
         return PortRepository(session).list(q)
 
     def update_port(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Port:
         row = self.get_port(uow.session, ctx, id_)
-        ctx.require_admin()
         attrs = validation.check_body(validation.PORT, body, update=True, resource="port")
+        network = NetworkRepository(uow.session).get(row.network_id)
+        ctx.authorize_change("update", "port", owner_target(
+            row.project_id, **_network_owner(network.project_id if network else "")),
+            attrs.keys())
         # The hosts concerned before and after (a binding change moves resources).
         hosts = projection.hosts_naming_ports(uow.session, {row.id})
         if "binding:host_id" in attrs:  # both agents re-send their port sets
@@ -189,7 +198,7 @@ class Inventory:
 
     def delete_port(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_port(uow.session, ctx, id_)
-        ctx.require_admin()
+        ctx.authorize_change("delete", "port", owner_target(row.project_id))
         hosts = projection.hosts_naming_ports(uow.session, {row.id})
         self.taps.delete_port_users(uow, row.id)
         PortRepository(uow.session).remove(row)

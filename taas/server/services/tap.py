@@ -26,7 +26,8 @@ from taas.server.db.repositories import (
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
-from taas.server.services.context import Context
+from taas.server.services.context import Context, owner_target
+from taas.server.services.quotas import Quotas
 
 LOG = logging.getLogger(__name__)
 PENDING_DELETE = lifecycle.PENDING_DELETE
@@ -59,9 +60,11 @@ class _Kind:
 class TapResources:
     """The tap-as-a-service plugin: create/read/update/delete with every ownership check."""
 
-    def __init__(self, settings: Settings, driver: ServiceDriver) -> None:
+    def __init__(self, settings: Settings, driver: ServiceDriver,
+                 quotas: Quotas | None = None) -> None:
         self.settings = settings
         self.driver = driver
+        self.quotas = quotas or Quotas(settings)
         d = driver
         self._services = _Kind("tap_service", TapService, d.create_tap_service_postcommit,
                                d.delete_tap_service_precommit, d.delete_tap_service_postcommit)
@@ -112,8 +115,9 @@ class TapResources:
             LOG.exception("%s failed for %s", getattr(hook, "__name__", hook), row.id)
 
     @staticmethod
-    def _visible(ctx: Context, row: Any, not_found: type[errors.NotFound], what: str, id_: str):  # type: ignore[no-untyped-def]
-        if row is None or not ctx.sees(row.project_id):
+    def _visible(ctx: Context, kind: str, row: Any, not_found: type[errors.NotFound], what: str,  # type: ignore[no-untyped-def]
+                 id_: str):
+        if row is None or not ctx.sees(kind, row.project_id):
             raise not_found(f"{what} {id_} could not be found")
         return row
 
@@ -128,15 +132,15 @@ class TapResources:
             )
         return port
 
-    def _list(self, session: Session, ctx: Context, repo: Repository, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read()
+    def _list(self, session: Session, ctx: Context, kind: str, repo: Repository, q: ListQuery):  # type: ignore[no-untyped-def]
+        ctx.require_read(kind)
         if not ctx.is_admin:
             q.project_id = ctx.project_id
         return repo.list(q)
 
     def _update(self, session: Session, ctx: Context, row: Any, spec: dict, body: Any, what: str):  # type: ignore[no-untyped-def]
         attrs = validation.check_body(spec, body, update=True, resource=what)
-        ctx.require_write()
+        ctx.authorize_change("update", what, owner_target(row.project_id), attrs.keys())
         for key, value in attrs.items():
             setattr(row, key, value)
         session.flush()
@@ -145,10 +149,10 @@ class TapResources:
     # ---- tap services ---------------------------------------------------------------
 
     def create_tap_service(self, uow: UnitOfWork, ctx: Context, body: Any) -> TapService:
-        ctx.require_write()
         attrs = validation.check_body(validation.TAP_SERVICE, body, resource="tap_service")
-        project = ctx.target_project(attrs)
+        project = ctx.authorize_create("tap_service", attrs, body)
         session = uow.session
+        self.quotas.reserve(session, project, "tap_service")
         port = self._owned_port(session, attrs["port_id"], project)
         repo = TapServiceRepository(session)
         if repo.active_for_port(port.id) is not None:
@@ -181,12 +185,12 @@ class TapResources:
         )
 
     def get_tap_service(self, session: Session, ctx: Context, id_: str) -> TapService:
-        ctx.require_read()
+        ctx.require_read("tap_service")
         row = TapServiceRepository(session).get(id_)
-        return self._visible(ctx, row, errors.TapServiceNotFound, "Tap Service", id_)
+        return self._visible(ctx, "tap_service", row, errors.TapServiceNotFound, "Tap Service", id_)
 
     def list_tap_services(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        return self._list(session, ctx, TapServiceRepository(session), q)
+        return self._list(session, ctx, "tap_service", TapServiceRepository(session), q)
 
     def update_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapService:
         row = self.get_tap_service(uow.session, ctx, id_)
@@ -194,7 +198,7 @@ class TapResources:
 
     def delete_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_service(uow.session, ctx, id_)
-        ctx.require_write()
+        ctx.authorize_change("delete", "tap_service", owner_target(row.project_id))
         self._delete_tap_service(uow, row)
 
     def _delete_tap_service(self, uow: UnitOfWork, row: TapService) -> None:
@@ -231,10 +235,10 @@ class TapResources:
     # ---- tap flows ------------------------------------------------------------------
 
     def create_tap_flow(self, uow: UnitOfWork, ctx: Context, body: Any) -> TapFlow:
-        ctx.require_write()
         attrs = validation.check_body(validation.TAP_FLOW, body, resource="tap_flow")
-        project = ctx.target_project(attrs)
+        project = ctx.authorize_create("tap_flow", attrs, body)
         session = uow.session
+        self.quotas.reserve(session, project, "tap_flow")
         service = TapServiceRepository(session).get(attrs["tap_service_id"])
         if service is None or service.status == PENDING_DELETE:
             raise errors.TapServiceNotFound(
@@ -267,12 +271,12 @@ class TapResources:
         return row
 
     def get_tap_flow(self, session: Session, ctx: Context, id_: str) -> TapFlow:
-        ctx.require_read()
+        ctx.require_read("tap_flow")
         row = TapFlowRepository(session).get(id_)
-        return self._visible(ctx, row, errors.TapFlowNotFound, "Tap Flow", id_)
+        return self._visible(ctx, "tap_flow", row, errors.TapFlowNotFound, "Tap Flow", id_)
 
     def list_tap_flows(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        return self._list(session, ctx, TapFlowRepository(session), q)
+        return self._list(session, ctx, "tap_flow", TapFlowRepository(session), q)
 
     def update_tap_flow(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapFlow:
         row = self.get_tap_flow(uow.session, ctx, id_)
@@ -280,7 +284,7 @@ class TapResources:
 
     def delete_tap_flow(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_flow(uow.session, ctx, id_)
-        ctx.require_write()
+        ctx.authorize_change("delete", "tap_flow", owner_target(row.project_id))
         self._delete_tap_flow(uow, row)
 
     def _delete_tap_flow(self, uow: UnitOfWork, row: TapFlow) -> None:
@@ -290,10 +294,10 @@ class TapResources:
     # ---- tap mirrors ----------------------------------------------------------------
 
     def create_tap_mirror(self, uow: UnitOfWork, ctx: Context, body: Any) -> TapMirror:
-        ctx.require_write()
         attrs = validation.check_body(validation.TAP_MIRROR, body, resource="tap_mirror")
-        project = ctx.target_project(attrs)
+        project = ctx.authorize_create("tap_mirror", attrs, body)
         session = uow.session
+        self.quotas.reserve(session, project, "tap_mirror")
         port = self._owned_port(session, attrs["port_id"], project)
         if AgentRepository(session).host_with_tunnel_ip(attrs["remote_ip"]) is not None:
             # Copies would land in a hypervisor's own tunnel endpoint, not at a collector.
@@ -325,12 +329,12 @@ class TapResources:
         return row
 
     def get_tap_mirror(self, session: Session, ctx: Context, id_: str) -> TapMirror:
-        ctx.require_read()
+        ctx.require_read("tap_mirror")
         row = TapMirrorRepository(session).get(id_)
-        return self._visible(ctx, row, errors.TapMirrorNotFound, "Tap Mirror", id_)
+        return self._visible(ctx, "tap_mirror", row, errors.TapMirrorNotFound, "Tap Mirror", id_)
 
     def list_tap_mirrors(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        return self._list(session, ctx, TapMirrorRepository(session), q)
+        return self._list(session, ctx, "tap_mirror", TapMirrorRepository(session), q)
 
     def update_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapMirror:
         row = self.get_tap_mirror(uow.session, ctx, id_)
@@ -338,7 +342,7 @@ class TapResources:
 
     def delete_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_mirror(uow.session, ctx, id_)
-        ctx.require_write()
+        ctx.authorize_change("delete", "tap_mirror", owner_target(row.project_id))
         self._delete_tap_mirror(uow, row)
 
     def _delete_tap_mirror(self, uow: UnitOfWork, row: TapMirror) -> None:
