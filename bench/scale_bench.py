@@ -229,16 +229,19 @@ async def run_one(n: int, urls: list[str], servers: list[Server], tokens: dict[s
     out: dict[str, Any] = {"agents": n}
     c = Counters()
     port_ids = await setup_ports(urls[0], tokens, n)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=4 * n + 10,
-                          keepalive_expiry=60)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as uplink_http, \
-            httpx.AsyncClient(limits=limits, timeout=POLL + 30) as watch_http:
+    # One small client per agent and direction, as each taas-agent has: httpx scans its whole
+    # pool on every request, so one shared pool of 2,000 connections would bench httpx.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=60)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=t))
+                   for _ in range(n) for t in (30, POLL + 30)]
         agents = [SimAgent(i, urls[i % len(urls)], tokens["service"], port_ids[i], c)
                   for i in range(n)]
         ramp = max(1.0, n / 200)  # agents start over this many seconds, like a rolling start
-        tasks = [asyncio.create_task(a.uplink(uplink_http, ramp * i / n)) for i, a in
+        tasks = [asyncio.create_task(a.uplink(clients[2 * i], ramp * i / n)) for i, a in
                  enumerate(agents)]
-        tasks += [asyncio.create_task(a.watch(watch_http)) for a in agents]
+        tasks += [asyncio.create_task(a.watch(clients[2 * i + 1])) for i, a in
+                  enumerate(agents)]
         t0 = time.monotonic()
         while any(a.revision is None for a in agents) and time.monotonic() - t0 < 120 + ramp:
             await asyncio.sleep(0.5)

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from taas.agent.ovs.driver import LocalPort, OvsDriver, SyncResult
+from taas.common import placement
 from taas.common.desired_state import (
     DesiredState,
     PortFacts,
@@ -60,17 +61,13 @@ class Taas:
 
     def state(self, host: str) -> DesiredState:
         vms = {v.port_id: v for v in self.lab.vms}
-        local = {v.port_id for v in self.lab.vms_on(host)}
-        flows = tuple(f for f in self.flows.values()
-                      if f.source_port in local
-                      or self.services[f.tap_service_id].dest_host == host)
-        sids = {f.tap_service_id for f in flows} | {
-            s.id for s in self.services.values() if s.dest_host == host}
+        # The server's own rule of which resources a host's state holds.
+        services, flows, mirrors = placement.host_share(
+            host, self.services.values(), self.flows.values(), self.mirrors.values(),
+            lambda pid: vms[pid].host if pid in vms else None)
         nets = {n.id: n.vni for n in self.lab.networks}
         return DesiredState(
-            host, self.revision,
-            tuple(s for s in self.services.values() if s.id in sids), flows,
-            tuple(m for m in self.mirrors.values() if m.port_id in local),
+            host, self.revision, tuple(services), tuple(flows), tuple(mirrors),
             {pid: PortFacts(pid, v.network_id, v.mac, nets[v.network_id], v.host)
              for pid, v in vms.items()})
 

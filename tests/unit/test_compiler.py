@@ -10,6 +10,7 @@ from fakeof import FakeHost, Out, Pkt
 from taas.agent.ovs.compile import BR_INT, BR_TAP, BR_TUN, BridgeFacts, compile_host
 from taas.agent.ovs.driver import LocalPort, diff
 from taas.agent.ovs.flows import Flow, vlan_ranges_to_masks
+from taas.common import placement
 from taas.common.desired_state import (
     DesiredState,
     PortFacts,
@@ -59,15 +60,13 @@ class Cloud:
 
     def state(self, host: str):
         local = {pid: p for pid, (h, p, _) in self.ports.items() if h == host}
-        svc = {s.id: s for s in self.services}
-        flows = [f for f in self.flows
-                 if f.source_port in local or svc[f.tap_service_id].dest_host == host]
-        sids = {f.tap_service_id for f in flows} | {s.id for s in self.services
-                                                     if s.dest_host == host}
+        # The server's own rule of which resources a host's state holds.
+        services, flows, mirrors = placement.host_share(
+            host, self.services, self.flows, self.mirrors,
+            lambda pid: self.ports[pid][0] if pid in self.ports else None)
         facts = {pid: PortFacts(pid, net, p.mac, NET_VNI[net], h)
                  for pid, (h, p, net) in self.ports.items()}
-        ds = DesiredState(host, 1, tuple(s for s in self.services if s.id in sids), tuple(flows),
-                          tuple(m for m in self.mirrors if m.port_id in local), facts)
+        ds = DesiredState(host, 1, tuple(services), tuple(flows), tuple(mirrors), facts)
         return ds, local
 
     def compile(self, host: str):
