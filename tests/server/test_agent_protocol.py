@@ -13,6 +13,7 @@ import pytest
 from taas.agent.client import ServerClient
 from taas.common.desired_state import HostReport, ResourceStatus
 from taas.testing.server import DEFAULT_IDENTITIES, ServerProcess, run_server
+from taas.testing.wait import wait_until
 
 from .conftest import Api, neutron_error
 
@@ -220,3 +221,17 @@ def test_idle_agent_skips_unchanged_ports_and_reports(api: Api) -> None:
         assert client.skipped == 2
     finally:
         client.close()
+
+
+def test_heartbeats_are_stored_in_batches(api: Api) -> None:
+    name = host()
+    assert register(api, name).status_code == 200
+
+    def beat_at() -> str:
+        return api("admin").get("/v2.0/agents", params={"host": name}).json()["agents"][0][
+            "heartbeat_timestamp"]
+
+    first = beat_at()
+    # A heartbeat (same tunnel IP) is queued, then stored by the next flush (each second).
+    wait_until(lambda: register(api, name).status_code == 200 and beat_at() > first, 10,
+               0.3, "a later heartbeat stored")

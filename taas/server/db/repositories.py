@@ -391,8 +391,11 @@ class AgentRepository(Repository[Agent]):
             self.session.execute(update(Agent).where(Agent.host.in_(hosts))
                                  .values(ports_digest=None))
 
-    def heartbeat(self, host: str, stamp: datetime) -> None:
-        self.session.execute(update(Agent).where(Agent.host == host).values(heartbeat_at=stamp))
+    def heartbeat(self, hosts: Iterable[str], stamp: datetime) -> None:
+        hosts = list(hosts)
+        if hosts:
+            self.session.execute(update(Agent).where(Agent.host.in_(hosts))
+                                 .values(heartbeat_at=stamp))
 
     def sources_of_services_at(self, host: str) -> set[str]:
         """Hosts of the live flows' sources feeding a tap service whose destination is bound

@@ -50,6 +50,10 @@ class Agents:
         # unchanged one is served from here (long-polls that time out cost one SELECT).
         self._states: dict[str, tuple[int, dict[str, Any]]] = {}
         self._states_lock = threading.Lock()
+        # Hosts that beat since the last flush: one UPDATE a second for all of them, instead
+        # of one write transaction per heartbeat (SQLite serialises writes and syncs each).
+        self._beats: set[str] = set()
+        self._beats_lock = threading.Lock()
 
     def is_alive(self, agent: Agent) -> bool:
         return now() - agent.heartbeat_at <= timedelta(seconds=self.settings.agent_down_time)
@@ -72,8 +76,8 @@ class Agents:
         validation.string(255)("host", host)
         ctx.require_agent(host)
 
-    def register(self, uow: UnitOfWork, ctx: Context, host: str, body: Any) -> Agent:
-        self.authorize(ctx, host)
+    @staticmethod
+    def _tunnel_ip(body: Any) -> str | None:
         attrs = _expect_dict(_expect_dict(body, "body").get("agent"), "agent")
         unknown = set(attrs) - {"tunnel_ip"}
         if unknown:
@@ -81,6 +85,31 @@ class Agents:
         tunnel_ip = attrs.get("tunnel_ip")
         if tunnel_ip is not None:
             tunnel_ip = validation.ip_address("tunnel_ip", tunnel_ip)
+        return tunnel_ip  # type: ignore[no-any-return]
+
+    def heartbeat(self, session: Session, ctx: Context, host: str, body: Any) -> Agent | None:
+        """A registered agent with the same tunnel IP: nothing changes but its liveness, which
+        is queued for the next flush_beats (within a second). None: a real (re)registration,
+        for register()."""
+        self.authorize(ctx, host)
+        tunnel_ip = self._tunnel_ip(body)
+        agent = AgentRepository(session).by_host(host)
+        if agent is None or agent.tunnel_ip != tunnel_ip:
+            return None
+        with self._beats_lock:
+            self._beats.add(host)
+        return agent
+
+    def flush_beats(self, uow: UnitOfWork) -> int:
+        """Store the queued heartbeats (one UPDATE); how many hosts."""
+        with self._beats_lock:
+            hosts, self._beats = self._beats, set()
+        AgentRepository(uow.session).heartbeat(hosts, now())
+        return len(hosts)
+
+    def register(self, uow: UnitOfWork, ctx: Context, host: str, body: Any) -> Agent:
+        self.authorize(ctx, host)
+        tunnel_ip = self._tunnel_ip(body)
         repo = AgentRepository(uow.session)
         agent = repo.by_host(host)
         stamp = now()
@@ -92,8 +121,8 @@ class Agents:
             agent.heartbeat_at, agent.tunnel_ip = stamp, tunnel_ip
             uow.session.flush()
             self._changed(uow, projection.hosts_fed_by(uow.session, host), agent)
-        elif agent.heartbeat_at != stamp:  # the heartbeat: one UPDATE (none twice a second)
-            repo.heartbeat(host, stamp)
+        elif agent.heartbeat_at != stamp:
+            repo.heartbeat({host}, stamp)
             uow.session.expire(agent, ["heartbeat_at"])
         return agent
 
