@@ -4,7 +4,8 @@
                                 [--changes 20] [--idle 40] [--server-src DIR]
 
 Each simulated agent behaves like taas-agent on the wire (taas/agent/agent.py, client.py):
-registers, heartbeats every 10 s, sends its port set (skipped while the server's digest matches
+registers, heartbeats every 10 s (skipped, but once a minute, while its long-poll waits on a
+server that counts that as alive), sends its port set (skipped while the server's digest matches
 it), long-polls its desired state (?revision=, 30 s), and reports after each new revision
 (skipped while the server's digest matches). All agents run in this one process (asyncio +
 httpx, two connections each). The server is a real `taas-server` subprocess (several on one
@@ -40,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from taas.agent.client import FULL_HEARTBEAT
 from taas.common.desired_state import HostReport, ResourceStatus, ports_digest
 from taas.testing.server import free_port
 
@@ -121,6 +123,9 @@ class SimAgent:
         self.report_digest: str | None = None
         self.report_due = asyncio.Event()
         self.ready = asyncio.Event()
+        self.watching = False  # a long-poll is waiting on the server
+        self.keeps_alive = False  # the server counts a waiting long-poll as a heartbeat
+        self.beat_at = 0.0
 
     async def call(self, http: httpx.AsyncClient, method: str, path: str, **kw: Any) -> Any:
         self.c.requests += 1
@@ -136,11 +141,15 @@ class SimAgent:
         while True:
             try:
                 if time.monotonic() >= next_beat:
-                    agent = (await self.call(http, "PUT", "", json={
-                        "agent": {"tunnel_ip": self.tunnel_ip}}))["agent"]
-                    self.ports_digest = agent.get("ports_digest")
-                    self.report_digest = agent.get("report_digest")
                     next_beat = time.monotonic() + HEARTBEAT
+                    if not (self.keeps_alive and self.watching
+                            and time.monotonic() - self.beat_at < FULL_HEARTBEAT):
+                        agent = (await self.call(http, "PUT", "", json={
+                            "agent": {"tunnel_ip": self.tunnel_ip}}))["agent"]
+                        self.ports_digest = agent.get("ports_digest")
+                        self.report_digest = agent.get("report_digest")
+                        self.keeps_alive = bool(agent.get("watch_keeps_alive"))
+                        self.beat_at = time.monotonic()
                     if ports_digest([self.port_id]) != self.ports_digest:
                         body = await self.call(http, "PUT", "/ports", json={"ports": [
                             {"port_id": self.port_id, "ofport": 1, "local_vlan": 1,
@@ -158,6 +167,7 @@ class SimAgent:
             except (httpx.HTTPError, ValueError, KeyError):
                 failures += 1
                 self.c.errors += 1
+                next_beat = 0.0  # retry the whole heartbeat
                 await asyncio.sleep(min(30.0, 0.2 * 2 ** failures) * (0.5 + secrets.randbelow(
                     1000) / 2000))
                 continue
@@ -179,15 +189,21 @@ class SimAgent:
             params: dict[str, Any] = {"timeout": int(POLL)}
             if self.revision is not None:
                 params["revision"] = self.revision
+            self.watching = self.revision is not None
             try:
                 body = await self.call(http, "GET", "/desired-state", params=params,
                                        timeout=POLL + 30)
             except (httpx.HTTPError, ValueError):
+                self.watching = False
                 failures += 1
                 self.c.errors += 1
                 await asyncio.sleep(min(30.0, 0.2 * 2 ** failures))
                 continue
             failures = 0
+            self.watching = False
+            if "ports_digest" in body:
+                self.ports_digest = body["ports_digest"]
+                self.report_digest = body["report_digest"]
             state = body["desired_state"]
             if state["revision"] != self.revision:
                 ids = frozenset(r["id"] for k in ("tap_services", "tap_flows", "tap_mirrors")

@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -20,6 +21,7 @@ LOG = logging.getLogger(__name__)
 # Retries back off up to this (exponential with jitter, agent/schedule.py): after an outage
 # a thousand agents must not come back in lockstep and keep an overloaded server down.
 MAX_BACKOFF = 30.0
+FULL_HEARTBEAT = 60.0  # seconds between heartbeats while a long-poll keeps the agent alive
 
 
 class ServerError(Exception):
@@ -60,6 +62,11 @@ class ServerClient:
         self._ports_digest: str | None = None
         self._report_digest: str | None = None
         self.skipped = 0  # calls saved by the digests (for tests and the benchmark)
+        # While a long-poll waits, a server that says so (watch_keeps_alive) counts the agent
+        # alive: heartbeats are then sent only every FULL_HEARTBEAT seconds.
+        self._agent: dict[str, Any] | None = None
+        self._beat_at = 0.0
+        self._watching = False
 
     def close(self) -> None:
         self._http.close()
@@ -107,12 +114,19 @@ class ServerClient:
 
     def heartbeat(self, tunnel_ip: str) -> dict[str, Any]:
         """Register the agent, or tell the server it is alive."""
+        cached = self._agent
+        if (cached is not None and cached.get("watch_keeps_alive") and self._watching
+                and cached.get("configurations", {}).get("tunnel_ip") == tunnel_ip
+                and time.monotonic() - self._beat_at < FULL_HEARTBEAT):
+            self.skipped += 1
+            return cached
         body = self._call(self._http, "PUT", f"/v2.0/taas-agents/{self.host}",
                           json={"agent": {"tunnel_ip": tunnel_ip}})
         agent = body.get("agent", {})
         if isinstance(agent, dict):
             self._ports_digest = agent.get("ports_digest")
             self._report_digest = agent.get("report_digest")
+            self._agent, self._beat_at = agent, time.monotonic()
         return agent
 
     def report_ports(self, ports: Iterable[LocalPort]) -> list[str]:
@@ -154,6 +168,7 @@ class ServerClient:
                 conn.sock.settimeout(conn.timeout)
             conn.request("GET", f"{path}?{urlencode(params)}",
                          headers={"X-Auth-Token": self._token, "Accept": "application/json"})
+            self._watching = revision is not None  # the server holds it: we are alive
             resp = conn.getresponse()
             status, data = resp.status, resp.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -162,12 +177,17 @@ class ServerClient:
                     self._watch_conn = None
             conn.close()
             raise ServerError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._watching = False
         if status >= 400:
             raise ServerError(f"GET {path}: HTTP {status}: {data[:300]!r}", status)
         try:
             body = json.loads(data)
         except ValueError as exc:
             raise ServerError(f"GET {path}: invalid JSON answer") from exc
+        if isinstance(body, dict) and "ports_digest" in body:  # fresh from the server
+            self._ports_digest = body.get("ports_digest")
+            self._report_digest = body.get("report_digest")
         try:
             return DesiredState.from_dict(body["desired_state"])
         except (KeyError, TypeError, ValueError) as exc:

@@ -235,3 +235,40 @@ def test_heartbeats_are_stored_in_batches(api: Api) -> None:
     # A heartbeat (same tunnel IP) is queued, then stored by the next flush (each second).
     wait_until(lambda: register(api, name).status_code == 200 and beat_at() > first, 10,
                0.3, "a later heartbeat stored")
+
+
+def test_a_waiting_long_poll_keeps_its_agent_alive(api: Api) -> None:
+    name = host()
+    client = ServerClient(api.server.url, api.server.tokens["service"], name)
+    try:
+        agent = client.heartbeat("172.31.3.1")
+        assert agent["watch_keeps_alive"]
+        first = agent["heartbeat_timestamp"]
+        current = client.get_desired_state(None, 1).revision
+        done = threading.Event()
+
+        def watch() -> None:
+            client.get_desired_state(current, 30)
+            done.set()
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        # No heartbeat is sent, yet the server sees the agent alive: its long-poll waits.
+        wait_until(lambda: api("admin").get("/v2.0/agents", params={"host": name}).json()[
+            "agents"][0]["heartbeat_timestamp"] > first, 10, 0.3, "liveness from the watch")
+        wait_until(lambda: client._watching, 10, what="the watch is waiting")
+        skipped = client.skipped
+        client.heartbeat("172.31.3.1")  # the client knows: it skips the call
+        assert client.skipped == skipped + 1
+        register(api, name, "172.31.3.1")  # ends nothing; wake the watch with a change
+        api.tap_mirror(port_id=bind_new_port(api, name))
+        watcher.join(timeout=40)
+        assert done.is_set()
+    finally:
+        client.close()
+
+
+def bind_new_port(api: Api, name: str) -> str:
+    port = api.port()
+    bind(api, name, port["id"])
+    return str(port["id"])

@@ -27,9 +27,10 @@ LOG = logging.getLogger(__name__)
 
 
 def _view(agent: Any) -> dict[str, Any]:
-    # The digests let the agent skip re-sending an unchanged port set or report.
+    # The digests let the agent skip re-sending an unchanged port set or report;
+    # watch_keeps_alive: a waiting long-poll counts as a heartbeat here.
     return {**views.agent(agent, True), "ports_digest": agent.ports_digest,
-            "report_digest": agent.report_digest}
+            "report_digest": agent.report_digest, "watch_keeps_alive": True}
 
 
 async def _flush_beats(state: Any) -> None:
@@ -100,14 +101,19 @@ async def desired_state(host: str, request: Request, ctx: Caller) -> Any:
     assert wait is not None
     if not 0 <= wait <= watch.MAX_WAIT:
         raise InvalidInput(f"timeout must be within 0..{watch.MAX_WAIT:g} seconds")
-    answer = await watch.wait_for_change(
-        request.app.state.notifier, host, known, wait,
-        request.app.state.settings.revision_poll_interval,
-        lambda: read(request, lambda s: svc.revision(s, ctx, host)),
-        lambda: _until_disconnect(request))
+    svc.watch_started(host)
+    try:
+        answer = await watch.wait_for_change(
+            request.app.state.notifier, host, known, wait,
+            request.app.state.settings.revision_poll_interval,
+            lambda: read(request, lambda s: svc.revision(s, ctx, host)),
+            lambda: _until_disconnect(request))
+    finally:
+        svc.watch_ended(host)
     if not answer:
         return Response(status_code=204)  # nobody listens any more
-    return {"desired_state": await read(request, lambda s: svc.desired_state(s, ctx, host))}
+    return await read(request, lambda s: {"desired_state": svc.desired_state(s, ctx, host),
+                                          **svc.digests(s, host)})
 
 
 @router.put("/taas-agents/{host}/report")

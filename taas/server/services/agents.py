@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -54,6 +55,9 @@ class Agents:
         # of one write transaction per heartbeat (SQLite serialises writes and syncs each).
         self._beats: set[str] = set()
         self._beats_lock = threading.Lock()
+        # Hosts with a long-poll waiting on this replica: an agent whose watch is connected is
+        # alive (its client then skips most heartbeats; see docs/agent-api.md).
+        self._watching: Counter[str] = Counter()
 
     def is_alive(self, agent: Agent) -> bool:
         return now() - agent.heartbeat_at <= timedelta(seconds=self.settings.agent_down_time)
@@ -100,10 +104,22 @@ class Agents:
             self._beats.add(host)
         return agent
 
-    def flush_beats(self, uow: UnitOfWork) -> int:
-        """Store the queued heartbeats (one UPDATE); how many hosts."""
+    def watch_started(self, host: str) -> None:
         with self._beats_lock:
-            hosts, self._beats = self._beats, set()
+            self._watching[host] += 1
+
+    def watch_ended(self, host: str) -> None:
+        with self._beats_lock:
+            self._watching[host] -= 1
+            if self._watching[host] <= 0:
+                del self._watching[host]
+            self._beats.add(host)  # it was alive until now
+
+    def flush_beats(self, uow: UnitOfWork) -> int:
+        """Store the queued heartbeats and those of the hosts whose long-poll is waiting here
+        (one UPDATE); how many hosts."""
+        with self._beats_lock:
+            hosts, self._beats = self._beats | set(self._watching), set()
         AgentRepository(uow.session).heartbeat(hosts, now())
         return len(hosts)
 
@@ -162,7 +178,9 @@ class Agents:
             moved = set(to_bind) | set(to_unbind)
             # The hosts concerned before and after: a resource leaving a host changes it too.
             hosts = projection.hosts_naming_ports(session, moved)
-            agents.unsettle_ports({known[p].host for p in to_bind} - {host, None})
+            losers = {known[p].host for p in to_bind} - {host, None}
+            agents.unsettle_ports(losers)
+            hosts |= losers  # woken: their answer says to send their port sets again
             repo.set_host(to_bind, host)
             repo.set_host(to_unbind, None)
             session.flush()
@@ -183,6 +201,12 @@ class Agents:
     def revision(self, session: Session, ctx: Context, host: str) -> int:
         self.authorize(ctx, host)
         return RevisionRepository(session).of_host(host)
+
+    def digests(self, session: Session, host: str) -> dict[str, str | None]:
+        """What the server holds of the host's port set and report (fresh, not cached)."""
+        agent = AgentRepository(session).by_host(host)
+        return {"ports_digest": agent.ports_digest if agent else None,
+                "report_digest": agent.report_digest if agent else None}
 
     def desired_state(self, session: Session, ctx: Context, host: str) -> dict[str, Any]:
         """The host's desired state as sent (from the cache while its revision holds)."""
