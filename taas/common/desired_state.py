@@ -36,6 +36,7 @@ CONTRACT_VERSION = 1
 
 Direction = Literal["IN", "OUT", "BOTH"]
 MirrorType = Literal["gre", "erspanv1"]
+FilterAction = Literal["mirror", "skip"]
 ResourceKind = Literal["tap_service", "tap_flow", "tap_mirror"]
 Revision = Annotated[int, Field(ge=0, lt=2**62)]
 
@@ -43,8 +44,8 @@ Revision = Annotated[int, Field(ge=0, lt=2**62)]
 TOLERANT = ConfigDict(extra="ignore")
 
 __all__ = [
-    "CONTRACT_VERSION", "ContractError", "DesiredState", "HostReport", "PortFacts",
-    "ResourceStatus", "TapFlowState", "TapMirrorState", "TapServiceState", "ports_digest",
+    "CONTRACT_VERSION", "ContractError", "DesiredState", "FilterRule", "HostReport",
+    "PortFacts", "ResourceStatus", "TapFilterState", "TapFlowState", "TapMirrorState", "TapServiceState", "ports_digest",
 ]
 
 
@@ -84,6 +85,29 @@ class TapServiceState:
 
 
 @dataclass(frozen=True, config=TOLERANT)
+class FilterRule:
+    """One rule of a tap filter (validated by the server; the compiler re-checks nothing
+    but the syntax it needs). Unset fields match everything."""
+
+    priority: int  # 1-1000, unique in its filter: the lowest that matches decides
+    action: FilterAction
+    direction: Literal["IN", "OUT"] | None = None  # None: both
+    ethertype: Literal["IPv4", "IPv6"] | None = None
+    protocol: str | None = None  # tcp, udp, icmp, icmpv6 or "0".."255"
+    source_ip_prefix: str | None = None  # CIDR
+    destination_ip_prefix: str | None = None
+    source_port_range: str | None = None  # "N" or "N-M" (tcp/udp only)
+    destination_port_range: str | None = None
+
+
+@dataclass(frozen=True, config=TOLERANT)
+class TapFilterState:
+    id: str
+    default_action: FilterAction = "skip"
+    rules: tuple[FilterRule, ...] = ()
+
+
+@dataclass(frozen=True, config=TOLERANT)
 class TapFlowState:
     id: str
     project_id: str
@@ -91,6 +115,9 @@ class TapFlowState:
     source_port: str
     direction: Direction
     vlan_filter: str | None  # e.g. "10-20,30"; None mirrors every frame
+    # Which frames are copied (applied on the source host); None copies every frame. An agent
+    # older than this field ignores it and copies every frame.
+    tap_filter: TapFilterState | None = None
 
 
 @dataclass(frozen=True, config=TOLERANT)

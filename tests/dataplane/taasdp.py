@@ -10,6 +10,7 @@ from taas.common import placement
 from taas.common.desired_state import (
     DesiredState,
     PortFacts,
+    TapFilterState,
     TapFlowState,
     TapMirrorState,
     TapServiceState,
@@ -48,10 +49,10 @@ class Taas:
                                               VNI_BASE + taas_id, host.name, host.tunnel_ip)
 
     def flow(self, name: str, service: str, source_vm: str, direction: str,
-             vlan_filter: str | None = None) -> None:
+             vlan_filter: str | None = None, tap_filter: TapFilterState | None = None) -> None:
         vm = self.lab.vm(source_vm)
         self.flows[name] = TapFlowState(name, vm.project_id, service, vm.port_id,
-                                        direction, vlan_filter)  # type: ignore[arg-type]
+                                        direction, vlan_filter, tap_filter)  # type: ignore[arg-type]
 
     def mirror(self, name: str, vm_name: str, directions: dict[str, int], remote_ip: str,
                mirror_type: str) -> None:

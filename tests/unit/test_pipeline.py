@@ -123,7 +123,13 @@ def test_fake_switch_refuses_overlapping_flows_of_one_priority() -> None:
 def test_probe_covers_every_declared_table_priority_match_and_action() -> None:
     flows = {(br, f) for br, fs in probe_source().flows.items() for f in fs}
     seen_prio = {(br, f.table, f.priority) for br, f in flows}
-    assert seen_prio == {(t.bridge, t.number, p) for t in T.TABLES for p in t.priorities}
+    # FILTER declares a range (rule priorities 1-1000): the probe uses its ends and default.
+    ends = {T.PRIO_FILTER_DEFAULT, T.PRIO_FILTER_RULE - 1,
+            T.PRIO_FILTER_RULE - T.MAX_FILTER_RULE_PRIORITY}
+    filter_prio = {p for br, tb, p in seen_prio if tb == T.INT_FILTER.number}
+    assert ends <= filter_prio <= T.INT_FILTER.priorities
+    assert seen_prio == {(t.bridge, t.number, p) for t in T.TABLES for p in t.priorities
+                         if t is not T.INT_FILTER or p in filter_prio}
     for t in T.TABLES:
         mine = [f for br, f in flows if (br, f.table) == (t.bridge, t.number)]
         fields = {tok.partition("=")[0] for f in mine for tok in f.match}

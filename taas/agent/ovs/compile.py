@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from taas.agent.ovs import tables as T
+from taas.agent.ovs.filters import FilterError, rule_matches
 from taas.agent.ovs.flows import (
     MULTICAST,
     Flow,
@@ -32,8 +33,10 @@ from taas.agent.ovs.tables import BR_INT, BR_TAP, BR_TUN
 from taas.agent.ports import LocalPort
 from taas.common.desired_state import (
     DesiredState,
+    FilterRule,
     PortFacts,
     ResourceStatus,
+    TapFilterState,
     TapFlowState,
     TapMirrorState,
     TapServiceState,
@@ -76,6 +79,7 @@ class _Tap:
     sink: int  # VLAN id pushed on the copy (taas_id, or a tap mirror's local VLAN)
     ranges: tuple[tuple[int, int], ...] | None  # vlan_filter, None = every frame
     resource: tuple[str, str] = ("", "")  # (kind, id) of the tap flow / tap mirror
+    filter_key: int | None = None  # REG_FILTER value of its tap filter's flows (one direction)
 
 
 @dataclass
@@ -91,11 +95,15 @@ class _Build:
     def status(self, kind: str, rid: str, err: str | None) -> None:
         self.statuses.append(ResourceStatus(kind, rid, "ERROR" if err else "ACTIVE", err))  # type: ignore[arg-type]
 
-    def copy(self, sinks: Iterable[int]) -> str:
+    def copy(self, taps: Iterable[_Tap]) -> str:
         # One copy per matching tap flow (two tap flows of one service that match a frame each
-        # deliver it), in a stable order so the text is canonical.
+        # deliver it), in a stable order so the text is canonical. A filtered tap flow's copy
+        # is decided in the FILTER table (its key in REG_FILTER), before anything is copied.
         acts = []
-        for s in sorted(sinks):
+        for s, key in sorted((t.sink, t.filter_key or 0) for t in taps):
+            if key:
+                acts.append(clone(set_reg(T.REG_FILTER, key), resubmit(T.INT_FILTER)))
+                continue
             a = self.copy_actions.get(s)
             if a is None:
                 a = self.copy_actions[s] = clone(push_vlan(s), output(self.facts.int_patch_tap))
@@ -198,6 +206,7 @@ def compile_host(
     service_err, remote_path = _services(b, desired, ports, host, port_err)
     taps, remote_used = _tap_flow_rules(b, desired, ports, host, port_err, service_err,
                                         remote_path)
+    taps = _filters(b, desired, taps)
     assigned = assign_mirror_vlans(desired.tap_mirrors, mirror_vlans, reserved_vlans)
     taps += _tap_mirror_rules(b, desired, ports, port_err, assigned)
     _remote_paths(b, {t: remote_path[t] for t in remote_used})
@@ -291,6 +300,8 @@ def _tap_flow_rules(
             except ValueError as e:
                 err = f"vlan_filter: {e}"
             else:
+                err = _filter_error(f.tap_filter)
+            if err is None:
                 taps.append(_Tap(src.port_id, f.direction in ("OUT", "BOTH"),
                                  f.direction in ("IN", "BOTH"), svc.taas_id,
                                  tuple(ranges) if ranges is not None else None,
@@ -300,6 +311,47 @@ def _tap_flow_rules(
                     remote_used.add(svc.taas_id)
         b.status("tap_flow", f.id, err)
     return taps, remote_used
+
+
+def _filter_error(flt: TapFilterState | None) -> str | None:
+    for rule in flt.rules if flt is not None else ():
+        try:
+            rule_matches(rule)
+        except (FilterError, ValueError) as e:
+            return f"tap filter {flt.id} rule {rule.priority}: {e}"  # type: ignore[union-attr]
+    return None
+
+
+def _filters(b: _Build, desired: DesiredState, taps: list[_Tap]) -> list[_Tap]:
+    """The FILTER table: each filtered tap flow gets one key per direction it copies (REG_FILTER,
+    numbered in tap flow id order); its rules, lowest priority number first, then its
+    default_action, decide whether the copy is made. Unfiltered taps are unchanged."""
+    filters = {f.id: f.tap_filter for f in desired.tap_flows if f.tap_filter is not None}
+    out: list[_Tap] = []
+    key = 0
+    for tap in sorted(taps, key=lambda t: t.resource):
+        flt = filters.get(tap.resource[1]) if tap.resource[0] == "tap_flow" else None
+        if flt is None:
+            out.append(tap)
+            continue
+        for direction, on in (("OUT", tap.out), ("IN", tap.in_)):
+            if not on:
+                continue
+            key += 1
+            out.append(replace(tap, out=direction == "OUT", in_=direction == "IN",
+                               filter_key=key))
+            reg = {T.REG_FILTER: f"{key:#x}"}
+            # Already inside the OUT/IN table's clone(): push and output directly.
+            mirror, skip = f"{push_vlan(tap.sink)},{output(b.facts.int_patch_tap)}", "drop"
+            for rule in flt.rules:
+                if rule.direction not in (None, direction):
+                    continue
+                for m in rule_matches(rule):
+                    b.flows.add(T.INT_FILTER, T.PRIO_FILTER_RULE - rule.priority, reg | m,
+                                mirror if rule.action == "mirror" else skip)
+            b.flows.add(T.INT_FILTER, T.PRIO_FILTER_DEFAULT, reg,
+                        mirror if flt.default_action == "mirror" else skip)
+    return out
 
 
 def _tap_mirror_rules(
@@ -405,7 +457,7 @@ def _group_flows(b: _Build, table: T.Table, match: dict[str, str], taps: list[_T
     The VLAN space is cut at every filter boundary of the group, so that each piece carries every
     sink that wants it: one lookup in the table yields every copy (nothing is overwritten).
     """
-    plain = [t.sink for t in taps if t.ranges is None]
+    plain = [t for t in taps if t.ranges is None]
     b.flows.add(table, T.PRIO_COPY, match, b.copy(plain))
     filtered = [t for t in taps if t.ranges is not None]
     if not filtered:  # the common case: no vlan_filter
@@ -414,7 +466,7 @@ def _group_flows(b: _Build, table: T.Table, match: dict[str, str], taps: list[_T
                   | {z + 1 for t in filtered for _, z in t.ranges or ()})
     for lo, nxt in zip(cuts, cuts[1:], strict=False):
         hi = nxt - 1
-        sinks = [t.sink for t in filtered if any(a <= lo and hi <= z for a, z in t.ranges or ())]
+        sinks = [t for t in filtered if any(a <= lo and hi <= z for a, z in t.ranges or ())]
         if not sinks:
             continue
         for value, mask in vlan_ranges_to_masks([(lo, hi)]):
@@ -501,6 +553,25 @@ def held_taas_ids(flows: Mapping[str, Iterable[Flow]]) -> tuple[int, ...]:
 # --- the spelling probe ------------------------------------------------------------------------
 
 
+def _probe_rule(priority: int, action: str, **kw: str) -> FilterRule:
+    return FilterRule(priority, action, **kw)  # type: ignore[arg-type]
+
+
+# Every FILTER match field and the extreme rule priorities.
+_PROBE_FILTER = TapFilterState("flt", "mirror", (
+    _probe_rule(1, "skip", direction="OUT", protocol="tcp", destination_port_range="22"),
+    _probe_rule(2, "mirror", protocol="udp", source_port_range="1000-1999",
+                destination_ip_prefix="10.1.0.0/16"),
+    _probe_rule(3, "skip", protocol="icmp", source_ip_prefix="192.0.2.7/32"),
+    _probe_rule(4, "mirror", protocol="icmpv6", destination_ip_prefix="2001:db8::/64"),
+    _probe_rule(5, "skip", ethertype="IPv6", source_ip_prefix="2001:db8:1::/48"),
+    _probe_rule(6, "mirror", protocol="47"),
+    _probe_rule(7, "skip", protocol="132"),
+    _probe_rule(8, "mirror", protocol="udp", destination_port_range="53"),
+    _probe_rule(1000, "mirror", direction="IN"),
+))
+
+
 def probe_source(continuation: str = "NORMAL") -> Compiled:
     """A small synthetic host whose compile uses every table, priority, match field and
     action the compiler writes (local and remote services, IN/OUT/BOTH, exact and prefix
@@ -515,7 +586,8 @@ def probe_source(continuation: str = "NORMAL") -> Compiled:
         (TapFlowState("f-out", "", "s-local", "p1", "OUT", "10-13,20"),
          TapFlowState("f-in", "", "s-remote", "p1", "IN", None),
          TapFlowState("f-both", "", "s-remote", "p2", "BOTH", "6-7,9"),
-         TapFlowState("f-in-filtered", "", "s-local", "p0", "IN", "30")),
+         TapFlowState("f-in-filtered", "", "s-local", "p0", "IN", "30"),
+         TapFlowState("f-tap-filter", "", "s-remote", "p2", "BOTH", None, _PROBE_FILTER)),
         (TapMirrorState("m", "", "p2", {"IN": 5}, "192.0.2.9", "gre"),),
         facts)
     bridge = BridgeFacts(int_patch_tap=1, tap_patch_int=1, tap_patch_tun=2, tun_patch_tap=1,

@@ -35,6 +35,12 @@ def _check_actions(table: Table, actions: str) -> None:
                                 "not declared")
 
 
+def _tokens(match: dict[str, str]) -> tuple[str, ...]:
+    """Sorted ``k=v`` tokens; a shorthand such as ``tcp`` (value "") stands alone, as OVS
+    prints it."""
+    return tuple(sorted(f"{k}={v}" if v != "" else k for k, v in match.items()))
+
+
 class Flow(NamedTuple):
     """One OpenFlow flow: table, priority, match fields (sorted ``k=v`` tokens), actions.
 
@@ -71,14 +77,12 @@ class Flow(NamedTuple):
             if not table.continues:
                 raise PipelineError(f"{table}: no continuation declared")
             actions = f"{actions},{continuation}"
-        return cls(table.number, priority, tuple(sorted(f"{k}={v}" for k, v in match.items())),
-                   actions)
+        return cls(table.number, priority, _tokens(match), actions)
 
     @classmethod
     def raw(cls, table: int, priority: int, match: dict[str, str] | None, actions: str) -> Flow:
         """A flow as any switch may hold it, unchecked (tests of the switch's own refusals)."""
-        return cls(table, priority, tuple(sorted(f"{k}={v}" for k, v in (match or {}).items())),
-                   actions)
+        return cls(table, priority, _tokens(match or {}), actions)
 
     def spec(self) -> str:
         """The flow without actions, as ovs-ofctl takes it (for ``delete_strict``).

@@ -25,6 +25,7 @@ BRIDGES = (BR_INT, BR_TAP, BR_TUN)
 # Registers used on br-int (scratch, inside a clone so the L2 pipeline never sees them).
 REG_NET = "reg12"  # the local VLAN of the frame's network (its network context)
 REG_PORT = "reg13"  # IN_BCAST: the ofport of the source port whose ingress copies are made
+REG_FILTER = "reg14"  # FILTER: which (filtered tap flow, direction) a copy belongs to
 
 # A broadcast visits every IN-mirrored port of its network (OVS caps resubmits per packet).
 MAX_IN_PORTS_PER_NETWORK = 1000
@@ -41,6 +42,9 @@ PRIO_TUN_IN = 310
 PRIO_TUN_DROP = 290  # br-tun: anything else from patch-tun-tap
 PRIO_COPY = 100  # br-int OUT/IN tables; +1 for vlan_filter pieces
 PRIO_IN_EXCLUDE = 110  # IN_BCAST: broadcast from the source itself (not delivered to it)
+PRIO_FILTER_DEFAULT = 100  # FILTER: the filter's default_action
+PRIO_FILTER_RULE = 2001  # FILTER: a rule of priority p (1-1000) sits at PRIO_FILTER_RULE - p
+MAX_FILTER_RULE_PRIORITY = 1000
 
 # The actions the compiler speaks (``Flow.make`` refuses any other).
 COPY_ACTIONS = frozenset({"clone", "push_vlan", "set_field", "output", "drop"})
@@ -64,14 +68,26 @@ class Table:
         return f"{self.name} (br-{self.bridge} table {self.number})"
 
 
+# The tap filters' match fields (dl_type+nw_proto as OVS's shorthands, taas/agent/ovs/filters.py).
+FILTER_MATCHES = frozenset({"ip", "ipv6", "tcp", "udp", "icmp", "sctp", "tcp6", "udp6", "icmp6",
+                            "sctp6", "nw_proto", "nw_src", "nw_dst", "ipv6_src", "ipv6_dst",
+                            "tp_src", "tp_dst"})
 # br-int (shared with the L2 agent)
+INT_FILTER = Table(BR_INT, 213, "FILTER", frozenset({REG_FILTER}) | FILTER_MATCHES,
+                   frozenset({PRIO_FILTER_DEFAULT})
+                   | frozenset(range(PRIO_FILTER_RULE - MAX_FILTER_RULE_PRIORITY,
+                                     PRIO_FILTER_RULE)),
+                   frozenset({"push_vlan", "set_field", "output", "drop"}))
+_TO_FILTER = frozenset({INT_FILTER.number})
 INT_OUT = Table(BR_INT, 210, "OUT", frozenset({"in_port"}) | VLAN_MATCHES,
-                frozenset({PRIO_COPY, PRIO_COPY + 1}), COPY_ACTIONS)
+                frozenset({PRIO_COPY, PRIO_COPY + 1}), COPY_ACTIONS | {"resubmit"},
+                goto=_TO_FILTER)
 INT_IN_BCAST = Table(BR_INT, 212, "IN_BCAST", frozenset({REG_PORT, "in_port"}) | VLAN_MATCHES,
-                     frozenset({PRIO_COPY, PRIO_COPY + 1, PRIO_IN_EXCLUDE}), COPY_ACTIONS)
+                     frozenset({PRIO_COPY, PRIO_COPY + 1, PRIO_IN_EXCLUDE}),
+                     COPY_ACTIONS | {"resubmit"}, goto=_TO_FILTER)
 INT_IN = Table(BR_INT, 211, "IN", frozenset({REG_NET, "dl_dst"}) | VLAN_MATCHES,
                frozenset({PRIO_COPY, PRIO_COPY + 1}), COPY_ACTIONS | {"resubmit"},
-               goto=frozenset({INT_IN_BCAST.number}))
+               goto=frozenset({INT_IN_BCAST.number}) | _TO_FILTER)
 INT_CLASSIFY = Table(BR_INT, 0, "CLASSIFY", frozenset({"in_port", "dl_vlan"}),
                      frozenset({PRIO_DELIVER, PRIO_DROP_PATCH, PRIO_HOOK}),
                      frozenset({"clone", "set_field", "resubmit", "pop_vlan", "output", "drop"}),
@@ -93,7 +109,8 @@ CANARY = {br: Table(br, CANARY_TABLE, "CANARY", frozenset(), frozenset({0}), fro
 # resubmits to: inert) at start-up and read back (OvsDriver.probe_spelling).
 PROBE_TABLE = 251
 
-TABLES: tuple[Table, ...] = (INT_CLASSIFY, INT_OUT, INT_IN, INT_IN_BCAST, TAP_CLASSIFY,
+TABLES: tuple[Table, ...] = (INT_CLASSIFY, INT_OUT, INT_IN, INT_IN_BCAST, INT_FILTER,
+                             TAP_CLASSIFY,
                              TUN_CLASSIFY, *CANARY.values())
 
 # Names of the taas patch ports (ours; the br-int <-> br-tun patch is the L2 agent's, found
