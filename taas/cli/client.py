@@ -38,6 +38,8 @@ KINDS: dict[str, ResourceKind] = {
     "tap_flow": ResourceKind("tap_flow", "tap_flows", "/v2.0/taas/tap_flows", "tap flow"),
     "tap_mirror": ResourceKind("tap_mirror", "tap_mirrors", "/v2.0/taas/tap_mirrors",
                                "tap mirror"),
+    "tap_filter": ResourceKind("tap_filter", "tap_filters", "/v2.0/taas/tap_filters",
+                               "tap filter"),
     "network": ResourceKind("network", "networks", "/v2.0/networks", "network"),
     "port": ResourceKind("port", "ports", "/v2.0/ports", "port"),
     "agent": ResourceKind("agent", "agents", "/v2.0/agents", "agent", name_field="host"),

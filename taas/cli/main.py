@@ -16,7 +16,8 @@ from taas.cli.output import FORMATS, render_list, render_one
 LIST_COLUMNS: dict[str, list[str]] = {
     "tap_service": ["id", "project_id", "name", "port_id", "status"],
     "tap_flow": ["id", "project_id", "name", "source_port", "tap_service_id", "direction",
-                 "vlan_filter", "status"],
+                 "vlan_filter", "tap_filter_id", "status"],
+    "tap_filter": ["id", "project_id", "name", "default_action", "rules"],
     "tap_mirror": ["id", "project_id", "name", "port_id", "directions", "remote_ip",
                    "mirror_type", "status"],
     "network": ["id", "name", "project_id", "provider:segmentation_id"],
@@ -231,13 +232,15 @@ def tap_flow() -> None:
               case_sensitive=False), metavar="[IN|OUT|BOTH]",
               help="IN: to the port; OUT: from the port; BOTH.")
 @click.option("--vlan-filter", default=None, help="VLAN ids to mirror, e.g. 10-20,30.")
+@click.option("--filter", "tap_filter", default=None,
+              help="Tap filter (name or id) deciding which frames are copied.")
 @click.option("--name", default=None)
 @click.option("--description", default=None)
 @click.option("--project", default=None, help="Owning project (admin only).")
 @output_options
 def tap_flow_create(port: str, tap_service: str, direction: str, vlan_filter: str | None,
-                    name: str | None, description: str | None, project: str | None, fmt: str,
-                    columns: tuple[str, ...]) -> None:
+                    tap_filter: str | None, name: str | None, description: str | None,
+                    project: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """Create a tap flow."""
     client = _client()
     attrs = _drop_none({
@@ -245,6 +248,7 @@ def tap_flow_create(port: str, tap_service: str, direction: str, vlan_filter: st
         "tap_service_id": client.find_id("tap_service", tap_service),
         "direction": direction.upper(), "vlan_filter": vlan_filter, "name": name,
         "description": description, "project_id": project,
+        "tap_filter_id": client.find_id("tap_filter", tap_filter) if tap_filter else None,
     })
     _show(client.create("tap_flow", attrs), fmt, columns)
 
@@ -268,6 +272,87 @@ def tap_flow_list(tap_service: str | None, port: str | None, name: str | None,
 
 
 add_show_update_delete(tap_flow, "tap_flow", updatable=True)
+
+
+@tap.group("filter")
+def tap_filter() -> None:
+    """Tap filters: ordered mirror/skip rules that tap flows name (--filter)."""
+
+
+RULE_HELP = ("A rule: comma-separated key=value of priority (1-1000, unique), action "
+             "(mirror|skip), direction (IN|OUT), ethertype (IPv4|IPv6), protocol "
+             "(tcp|udp|icmp|icmpv6|0-255), source_ip_prefix, destination_ip_prefix, "
+             "source_port_range, destination_port_range (N or N-M). Repeatable.")
+
+
+def _parse_rules(values: Sequence[str]) -> list[dict[str, Any]]:
+    rules = []
+    for text in values:
+        rule: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise click.BadParameter(f"{part!r} is not key=value", param_hint="--rule")
+            key, value = key.strip(), value.strip()
+            rule[key] = int(value) if key == "priority" and value.isdigit() else value
+        rules.append(rule)
+    return rules
+
+
+@tap_filter.command("create")
+@click.option("--rule", "rules", multiple=True, help=RULE_HELP)
+@click.option("--default-action", type=click.Choice(["mirror", "skip"]), default=None,
+              help="What frames no rule matches get (server default: skip).")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@click.option("--project", default=None, help="Owning project (admin only).")
+@output_options
+def tap_filter_create(rules: tuple[str, ...], default_action: str | None, name: str | None,
+                      description: str | None, project: str | None, fmt: str,
+                      columns: tuple[str, ...]) -> None:
+    """Create a tap filter."""
+    attrs = _drop_none({"rules": _parse_rules(rules), "default_action": default_action,
+                        "name": name, "description": description, "project_id": project})
+    _show(_client().create("tap_filter", attrs), fmt, columns)
+
+
+@tap_filter.command("list")
+@click.option("--name", default=None)
+@click.option("--project", default=None, help="Only this project's (admin).")
+@output_options
+def tap_filter_list(name: str | None, project: str | None, fmt: str,
+                    columns: tuple[str, ...]) -> None:
+    """List tap filters."""
+    items = _client().list("tap_filter", name=name, **_project_filter(project))
+    _list("tap_filter", items, fmt, columns)
+
+
+@tap_filter.command("update")
+@click.argument("name_or_id")
+@click.option("--rule", "rules", multiple=True, help=RULE_HELP + " Replaces every rule.")
+@click.option("--no-rules", is_flag=True, help="Remove every rule.")
+@click.option("--default-action", type=click.Choice(["mirror", "skip"]), default=None)
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@output_options
+def tap_filter_update(name_or_id: str, rules: tuple[str, ...], no_rules: bool,
+                      default_action: str | None, name: str | None, description: str | None,
+                      fmt: str, columns: tuple[str, ...]) -> None:
+    """Change a tap filter; the switches follow."""
+    if rules and no_rules:
+        raise click.UsageError("--rule and --no-rules exclude each other")
+    attrs = _drop_none({"default_action": default_action, "name": name,
+                        "description": description})
+    if rules or no_rules:
+        attrs["rules"] = _parse_rules(rules)
+    if not attrs:
+        raise click.UsageError("nothing to update")
+    client = _client()
+    _show(client.update("tap_filter", client.find_id("tap_filter", name_or_id), attrs), fmt,
+          columns)
+
+
+add_show_update_delete(tap_filter, "tap_filter", updatable=False)
 
 
 @tap.group("mirror")

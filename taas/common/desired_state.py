@@ -45,7 +45,8 @@ TOLERANT = ConfigDict(extra="ignore")
 
 __all__ = [
     "CONTRACT_VERSION", "ContractError", "DesiredState", "FilterRule", "HostReport",
-    "PortFacts", "ResourceStatus", "TapFilterState", "TapFlowState", "TapMirrorState", "TapServiceState", "ports_digest",
+    "PortFacts", "ResourceStatus", "TapFilterState", "TapFlowState", "TapMirrorState",
+    "TapServiceState", "ports_digest",
 ]
 
 

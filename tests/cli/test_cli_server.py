@@ -117,6 +117,33 @@ def test_tap_flow_lifecycle(taas: Any, inventory: dict[str, Any]) -> None:
     assert taas.json("tap", "flow", "list", as_="a-member") == []
 
 
+def test_tap_filter_lifecycle_and_flow_filter(taas: Any, inventory: dict[str, Any]) -> None:
+    flt = taas.json("tap", "filter", "create", "--name", "cli-web", "--rule",
+                    "action=mirror,protocol=tcp,destination_port_range=80,priority=10",
+                    "--rule", "priority=5,action=skip,protocol=17", as_="a-member")
+    assert flt["default_action"] == "skip"
+    assert [(r["priority"], r["action"], r["protocol"], r["destination_port_range"])
+            for r in flt["rules"]] == [(5, "skip", "17", None), (10, "mirror", "tcp", "80")]
+    ts = taas.json("tap", "service", "create", "--port", "cli-mon2", "--name", "cli-filt-ts",
+                   as_="a-member")
+    f = taas.json("tap", "flow", "create", "--port", "cli-vm3", "--tap-service", ts["id"],
+                  "--direction", "OUT", "--filter", "cli-web", as_="a-member")
+    assert f["tap_filter_id"] == flt["id"]
+    assert [x["id"] for x in taas.json("tap", "filter", "list", as_="a-member")] == [flt["id"]]
+    upd = taas.json("tap", "filter", "update", "cli-web", "--no-rules", "--default-action",
+                    "mirror", as_="a-member")
+    assert (upd["rules"], upd["default_action"]) == ([], "mirror")
+    assert taas.json("tap", "filter", "show", "cli-web", as_="a-member")["rules"] == []
+    res = taas.run("tap", "filter", "create", "--rule", "priority=1,action=mirror,"
+                   "protocol=icmp,destination_port_range=80", as_="a-member", check=False)
+    assert res.code == 1 and "port ranges need protocol tcp or udp" in res.err
+    res = taas.run("tap", "filter", "delete", "cli-web", as_="a-member", check=False)
+    assert res.code == 1 and "is used by tap flow" in res.err
+    taas.run("tap", "service", "delete", ts["id"], as_="a-member")
+    taas.run("tap", "filter", "delete", "cli-web", as_="a-member")
+    assert taas.json("tap", "filter", "list", as_="a-member") == []
+
+
 def test_tap_mirror_lifecycle(taas: Any, inventory: dict[str, Any]) -> None:
     vm3 = inventory["ports"]["cli-vm3"]
     tm = taas.json("tap", "mirror", "create", "--port", "cli-vm3", "--directions", "IN=102",

@@ -22,6 +22,7 @@ from taas.server.drivers.notifier import PostgresListener, RevisionNotifier
 from taas.server.policy import Policy
 from taas.server.ports import build_inventory
 from taas.server.services.agents import Agents
+from taas.server.services.filters import TapFilters
 from taas.server.services.quotas import Quotas
 from taas.server.services.tap import TapResources
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.policy = Policy(settings.policy_file)
     app.state.taps = taps
     app.state.quotas = taps.quotas
+    app.state.tap_filters = TapFilters(taps)
     app.state.inventory = inventory
     app.state.agents = Agents(settings, driver)
     install_error_handlers(app)

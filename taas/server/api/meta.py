@@ -23,6 +23,9 @@ EXTENSIONS = [
     ("quotas", "Quota management support", "Per-project limits of tap resources."),
     ("quota_details", "Quota details management support",
      "Limit and usage of each quota (/v2.0/quotas/{project_id}/details)."),
+    ("taas-tap-filter", "Tap filters",
+     "Ordered mirror/skip rules on protocol, CIDRs and ports that tap flows name "
+     "(tap_filter_id), applied on the source host."),
 ]
 
 
@@ -43,7 +46,8 @@ async def v2(request: Request) -> Any:
     base = f"{_base(request)}/v2.0"
     names = [("network", "networks"), ("port", "ports"), ("agent", "agents"),
              ("tap_service", "taas/tap_services"), ("tap_flow", "taas/tap_flows"),
-             ("tap_mirror", "taas/tap_mirrors"), ("extension", "extensions")]
+             ("tap_mirror", "taas/tap_mirrors"), ("tap_filter", "taas/tap_filters"),
+             ("extension", "extensions")]
     return {"resources": [
         {"name": name, "collection": path.split("/")[-1],
          "links": [{"rel": "self", "href": f"{base}/{path}"}]}

@@ -19,14 +19,18 @@ from taas.server.api.common import (
     write,
 )
 from taas.server.api.openapi import answers, body, list_query
+from taas.server.services.filters import TapFilters
 from taas.server.services.tap import TapResources
 
 router = APIRouter(prefix="/v2.0")
 TS, TF, TM = "/taas/tap_services", "/taas/tap_flows", "/taas/tap_mirrors"
+TFL = "/taas/tap_filters"
 TAP_SERVICE_FILTERS = {**OWNED_FILTERS, "port_id": text("port_id"), "status": text("status")}
 TAP_FLOW_FILTERS = {**OWNED_FILTERS, "tap_service_id": text("tap_service_id"),
                     "source_port": text("source_port"), "direction": text("direction"),
-                    "vlan_filter": text("vlan_filter"), "status": text("status")}
+                    "vlan_filter": text("vlan_filter"), "tap_filter_id": text("tap_filter_id"),
+                    "status": text("status")}
+TAP_FILTER_FILTERS = {**OWNED_FILTERS, "default_action": text("default_action")}
 TAP_MIRROR_FILTERS = {**OWNED_FILTERS, "port_id": text("port_id"), "remote_ip": text("remote_ip"),
                       "mirror_type": text("mirror_type"), "status": text("status")}
 
@@ -164,4 +168,52 @@ async def update_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -
 async def delete_tap_mirror(tap_mirror_id: str, request: Request, ctx: Caller) -> Response:
     taps = _taps(request)
     await write(request, lambda uow: taps.delete_tap_mirror(uow, ctx, tap_mirror_id))
+    return Response(status_code=204)
+
+
+# ---- tap filters (no bulk create) ----------------------------------------------------------
+
+def _filters(request: Request) -> TapFilters:
+    return request.app.state.tap_filters
+
+
+@router.post(TFL, status_code=201, response_model=None,
+             responses=answers(201, schemas.TAP_FILTER.created()),
+             openapi_extra=body(*schemas.TAP_FILTER.creates()))
+async def create_tap_filter(request: Request, ctx: Caller) -> Any:
+    filters = _filters(request)
+    return await create_items(request, "tap_filter", None, lambda uow, data:
+                              views.tap_filter(filters.create_tap_filter(uow, ctx, data)))
+
+
+@router.get(TFL, response_model=None, responses=answers(200, schemas.TAP_FILTER.list),
+            openapi_extra=list_query(TAP_FILTER_FILTERS))
+async def list_tap_filters(request: Request, ctx: Caller) -> Any:
+    filters = _filters(request)
+    return await list_items(request, "tap_filters", TAP_FILTER_FILTERS,
+                            lambda s, q: filters.list_tap_filters(s, ctx, q), views.tap_filter)
+
+
+@router.get(TFL + "/{tap_filter_id}", response_model=None,
+            responses=answers(200, schemas.TAP_FILTER.one))
+async def get_tap_filter(tap_filter_id: str, request: Request, ctx: Caller) -> Any:
+    filters = _filters(request)
+    return await show_item(request, "tap_filter", lambda s:
+                           views.tap_filter(filters.get_tap_filter(s, ctx, tap_filter_id)))
+
+
+@router.put(TFL + "/{tap_filter_id}", response_model=None,
+            responses=answers(200, schemas.TAP_FILTER.one),
+            openapi_extra=body(schemas.TAP_FILTER.update))
+async def update_tap_filter(tap_filter_id: str, request: Request, ctx: Caller) -> Any:
+    filters = _filters(request)
+    return await update_item(request, "tap_filter", lambda uow, data: views.tap_filter(
+        filters.update_tap_filter(uow, ctx, tap_filter_id, data)))
+
+
+@router.delete(TFL + "/{tap_filter_id}", status_code=204, response_model=None,
+               responses=answers(204))
+async def delete_tap_filter(tap_filter_id: str, request: Request, ctx: Caller) -> Response:
+    filters = _filters(request)
+    await write(request, lambda uow: filters.delete_tap_filter(uow, ctx, tap_filter_id))
     return Response(status_code=204)

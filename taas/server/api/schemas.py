@@ -118,6 +118,7 @@ class TapFlow(Owned):
     direction: Direction
     status: Status
     vlan_filter: str | None
+    tap_filter_id: UUID | None
 
 
 class TapMirror(Owned):
@@ -150,6 +151,7 @@ class TapFlowCreate(OwnedCreate):
     direction: Direction
     vlan_filter: Annotated[str, Field(pattern=VLAN_FILTER, max_length=1024)] | None = Field(
         None, description="VLAN ids and ranges (0..4094, low <= high), e.g. '10-20,30'")
+    tap_filter_id: UUID | None = Field(None, description="A tap filter of the same project")
 
 
 class TapMirrorCreate(OwnedCreate):
@@ -160,6 +162,58 @@ class TapMirrorCreate(OwnedCreate):
         description="Unicast IPv4/IPv6 of the collector: not unspecified, loopback, "
         "multicast, broadcast, link-local, nor an agent's tunnel IP")
     mirror_type: Literal["gre", "erspanv1"]
+
+
+FilterAction = Literal["mirror", "skip"]
+PORT_RANGE = r"^[0-9]{1,5}(-[0-9]{1,5})?$"
+
+
+class FilterRule(Strict):
+    priority: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="Unique in the filter; the matching rule with the lowest number decides")
+    action: FilterAction
+    direction: Literal["IN", "OUT"] | None = Field(None, description="null: both")
+    ethertype: Literal["IPv4", "IPv6"] | None = None
+    protocol: Literal["tcp", "udp", "icmp", "icmpv6"] | Annotated[int, Field(ge=0, le=255)] \
+        | None = None
+    source_ip_prefix: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="CIDR, of the rule's ethertype")
+    destination_ip_prefix: Annotated[str, Field(max_length=64)] | None = None
+    source_port_range: Annotated[str, Field(pattern=PORT_RANGE)] | None = Field(
+        None, description='"N" or "N-M" (0-65535), protocol tcp or udp only')
+    destination_port_range: Annotated[str, Field(pattern=PORT_RANGE)] | None = None
+
+
+class FilterRuleAnswer(Answer):
+    priority: int
+    action: FilterAction
+    direction: Literal["IN", "OUT"] | None
+    ethertype: Literal["IPv4", "IPv6"] | None
+    protocol: str | None
+    source_ip_prefix: str | None
+    destination_ip_prefix: str | None
+    source_port_range: str | None
+    destination_port_range: str | None
+
+
+class TapFilter(Owned):
+    default_action: FilterAction
+    rules: list[FilterRuleAnswer]
+
+
+class TapFilterUpdate(NameUpdate):
+    default_action: FilterAction = "skip"
+    rules: Annotated[list[FilterRule], Field(max_length=100)] = []
+
+
+class TapFilterCreate(TapFilterUpdate):
+    tenant_id: Project = absent()
+    project_id: Project = absent()
+
+
+class TapFlowUpdate(NameUpdate):
+    tap_filter_id: UUID | None = Field(None, description="A tap filter of the same project; "
+                                       "null: every frame")
 
 
 # ---- inventory ------------------------------------------------------------------------------
@@ -309,7 +363,9 @@ class Models:
 
 TAP_SERVICE = Models("tap_service", "tap_services", TapService, TapServiceCreate, NameUpdate,
                      bulk=True)
-TAP_FLOW = Models("tap_flow", "tap_flows", TapFlow, TapFlowCreate, NameUpdate, bulk=True)
+TAP_FLOW = Models("tap_flow", "tap_flows", TapFlow, TapFlowCreate, TapFlowUpdate, bulk=True)
+TAP_FILTER = Models("tap_filter", "tap_filters", TapFilter, TapFilterCreate, TapFilterUpdate,
+                    bulk=False)
 TAP_MIRROR = Models("tap_mirror", "tap_mirrors", TapMirror, TapMirrorCreate, NameUpdate,
                     bulk=False)
 NETWORK = Models("network", "networks", Network, NetworkCreate, NetworkUpdate, bulk=False)

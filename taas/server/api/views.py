@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from taas.server.db.models import Agent, Network, Port, TapFlow, TapMirror, TapService
+from taas.server.db.models import Agent, Network, Port, TapFilter, TapFlow, TapMirror, TapService
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -23,7 +23,13 @@ def tap_service(row: TapService) -> dict[str, Any]:
 
 def tap_flow(row: TapFlow) -> dict[str, Any]:
     return {**_owned(row), "tap_service_id": row.tap_service_id, "source_port": row.source_port,
-            "direction": row.direction, "status": row.status, "vlan_filter": row.vlan_filter}
+            "direction": row.direction, "status": row.status, "vlan_filter": row.vlan_filter,
+            "tap_filter_id": row.tap_filter_id}
+
+
+def tap_filter(row: TapFilter) -> dict[str, Any]:
+    return {**_owned(row), "default_action": row.default_action,
+            "rules": [dict(r) for r in row.rules or ()]}
 
 
 def tap_mirror(row: TapMirror) -> dict[str, Any]:

@@ -93,6 +93,20 @@ class TapService(Base):
                             sqlite_where=LIVE, postgresql_where=LIVE),)
 
 
+class TapFilter(Base):
+    """Which frames the tap flows that name it copy: ordered rules (JSON, validated by
+    services/validation.py) and a default action."""
+
+    __tablename__ = "tap_filters"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    default_action: Mapped[str] = mapped_column(String(8), default="skip")
+    rules: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class TapFlow(Base):
     __tablename__ = "tap_flows"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -105,6 +119,9 @@ class TapFlow(Base):
     source_port: Mapped[str] = mapped_column(String(36), index=True)
     direction: Mapped[str] = mapped_column(String(4))
     vlan_filter: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # No foreign key: a PENDING_DELETE flow may outlive its filter (only live flows block
+    # the filter's deletion); a missing filter is published as "copy nothing".
+    tap_filter_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
     # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
     # those hosts to report at least this revision.

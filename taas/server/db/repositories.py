@@ -22,6 +22,7 @@ from taas.server.db.models import (
     Network,
     Port,
     Revision,
+    TapFilter,
     TapFlow,
     TapMirror,
     TapMirrorTunnel,
@@ -291,6 +292,23 @@ class TapFlowRepository(LiveRows[TapFlow]):
         stmt = self.live().where(TapFlow.source_port == source_port,
                                  TapFlow.tap_service_id == tap_service_id)
         return self.session.scalars(stmt).first()
+
+
+class TapFilterRepository(Repository[TapFilter]):
+    model = TapFilter
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, TapFilter]:
+        wanted = set(ids) - {None}  # type: ignore[comparison-overlap]
+        if not wanted:
+            return {}
+        return {f.id: f for f in self.session.scalars(select(TapFilter).where(
+            TapFilter.id.in_(wanted)))}
+
+    def live_users(self, filter_id: str) -> list[TapFlow]:
+        """Live tap flows that name the filter."""
+        stmt = select(TapFlow).where(TapFlow.status != PENDING_DELETE,
+                                     TapFlow.tap_filter_id == filter_id)
+        return list(self.session.scalars(stmt))
 
 
 class TapMirrorRepository(LiveRows[TapMirror]):

@@ -53,6 +53,10 @@ class TapMirrorNotFound(NotFound):
     type = "TapMirrorNotFound"
 
 
+class TapFilterNotFound(NotFound):
+    type = "TapFilterNotFound"
+
+
 class PortNotFound(NotFound):
     type = "PortNotFound"
 
@@ -89,6 +93,10 @@ class PortInUseAsTapServiceDestination(Conflict):
 
 class TapFlowAlreadyExists(Conflict):
     type = "TapFlowAlreadyExists"
+
+
+class TapFilterInUse(Conflict):
+    type = "TapFilterInUse"
 
 
 class SegmentationIdConflict(Conflict):

@@ -17,18 +17,21 @@ from sqlalchemy.orm import Session
 from taas.common import placement
 from taas.common.desired_state import (
     DesiredState,
+    FilterRule,
     PortFacts,
+    TapFilterState,
     TapFlowState,
     TapMirrorState,
     TapServiceState,
 )
 from taas.server.config import Settings
-from taas.server.db.models import Port
+from taas.server.db.models import Port, TapFilter
 from taas.server.db.repositories import (
     AgentRepository,
     NetworkRepository,
     PortRepository,
     RevisionRepository,
+    TapFilterRepository,
     TapFlowRepository,
     TapMirrorRepository,
     TapServiceRepository,
@@ -106,6 +109,13 @@ class Changes:
         return value
 
 
+def _filter_state(filter_id: str, row: TapFilter | None) -> TapFilterState:
+    if row is None:  # deleted while a flow being deleted still names it: copy nothing
+        return TapFilterState(filter_id, "skip", ())
+    return TapFilterState(row.id, row.default_action,  # type: ignore[arg-type]
+                          tuple(FilterRule(**r) for r in row.rules or ()))
+
+
 def desired_state(session: Session, settings: Settings, host: str) -> DesiredState:
     """What `host` must hold, computed from committed rows (see desired_state.py).
 
@@ -135,6 +145,8 @@ def desired_state(session: Session, settings: Settings, host: str) -> DesiredSta
     tunnel_ips = AgentRepository(session).tunnel_ips(h for h in dest_hosts if h)
     networks = NetworkRepository(session).get_many(p.network_id for p in ports.values())
     base = settings.tunnel_key_base
+    filters = TapFilterRepository(session).get_many(
+        f.tap_filter_id for f in my_flows if f.tap_filter_id)
     return DesiredState(
         host=host,
         revision=revision,
@@ -151,6 +163,8 @@ def desired_state(session: Session, settings: Settings, host: str) -> DesiredSta
                 id=f.id, project_id=f.project_id, tap_service_id=f.tap_service_id,
                 source_port=f.source_port, direction=f.direction,  # type: ignore[arg-type]
                 vlan_filter=f.vlan_filter,
+                tap_filter=(None if f.tap_filter_id is None
+                            else _filter_state(f.tap_filter_id, filters.get(f.tap_filter_id))),
             )
             for f in sorted(my_flows, key=lambda f: f.id)
         ),

@@ -19,6 +19,7 @@ from taas.server.db.repositories import (
     PortRepository,
     Repository,
     RevisionRepository,
+    TapFilterRepository,
     TapFlowRepository,
     TapMirrorRepository,
     TapServiceRepository,
@@ -258,11 +259,14 @@ class TapResources:
             raise errors.TapFlowAlreadyExists(
                 f"Port {port.id} already feeds tap service {service.id}"
             )
+        filter_id = attrs.get("tap_filter_id")
+        if filter_id is not None:
+            self._usable_filter(session, filter_id, project)
         row = TapFlow(
             id=str(uuid.uuid4()), project_id=project, name=attrs["name"],
             description=attrs["description"], tap_service_id=service.id, source_port=port.id,
-            direction=attrs["direction"], vlan_filter=attrs.get("vlan_filter"), status="DOWN",
-            created_at=now(),
+            direction=attrs["direction"], vlan_filter=attrs.get("vlan_filter"),
+            tap_filter_id=filter_id, status="DOWN", created_at=now(),
         )
         TapFlowRepository(session).add(row)
         self.driver.create_tap_flow_precommit(DriverContext("tap_flow", row, session))
@@ -279,8 +283,24 @@ class TapResources:
         return self._list(session, ctx, "tap_flow", TapFlowRepository(session), q)
 
     def update_tap_flow(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapFlow:
-        row = self.get_tap_flow(uow.session, ctx, id_)
-        return self._update(uow.session, ctx, row, validation.TAP_FLOW, body, "tap_flow")
+        session = uow.session
+        row = self.get_tap_flow(session, ctx, id_)
+        before = row.tap_filter_id
+        # A refusal below rolls the whole request back.
+        row = self._update(session, ctx, row, validation.TAP_FLOW, body, "tap_flow")
+        if row.tap_filter_id != before and row.tap_filter_id is not None:
+            self._usable_filter(session, row.tap_filter_id, row.project_id)
+        if row.tap_filter_id != before and row.status != PENDING_DELETE:
+            self.changes.touch(uow, projection.hosts_of(session, self._flows.name, row))
+        return row
+
+    @staticmethod
+    def _usable_filter(session: Session, filter_id: str, project: str) -> None:
+        flt = TapFilterRepository(session).get(filter_id)
+        if flt is None or flt.project_id != project:
+            # Another project's filter is not revealed: the same answer as a missing one.
+            raise errors.TapFilterNotFound(
+                f"Tap Filter {filter_id} could not be found in project {project}")
 
     def delete_tap_flow(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_flow(uow.session, ctx, id_)

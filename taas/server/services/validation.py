@@ -229,6 +229,103 @@ def nullable(inner: Validator) -> Validator:
     return check
 
 
+MAX_FILTER_RULES = 100  # rules per tap filter
+RULE_KEYS = ("priority", "action", "direction", "ethertype", "protocol", "source_ip_prefix",
+             "destination_ip_prefix", "source_port_range", "destination_port_range")
+PROTOCOL_NAMES = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+_PORT_RANGE_RE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
+
+
+def _cidr(name: str, value: Any) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a CIDR string like 10.0.0.0/24, "
+                           f"got {_type_name(value)}")
+    _text(name, value, IP_LEN)
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise InvalidInput(f"'{value}' is not a valid IPv4 or IPv6 CIDR ({name})") from None
+    return str(net), net.version
+
+
+def _port_range(name: str, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    m = _PORT_RANGE_RE.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise InvalidInput(f"'{name}' must be a port \"N\" or a range \"N-M\", got {value!r}")
+    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+    if not 0 <= lo <= hi <= 65535:
+        raise InvalidInput(f"'{name}' {value!r}: ports are 0-65535 and N <= M")
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def _protocol(name: str, value: Any) -> str:
+    if isinstance(value, str) and value in PROTOCOL_NAMES:
+        return value
+    if isinstance(value, int | str) and not isinstance(value, bool) and str(value).isdigit() \
+            and 0 <= int(value) <= 255:
+        return str(int(value))
+    raise InvalidInput(f"'{name}' must be one of tcp, udp, icmp, icmpv6 or a number 0-255, "
+                       f"got {value!r}")
+
+
+def filter_rule(name: str, value: Any) -> dict[str, Any]:
+    """One rule, every key present (None when not given), checked for consistency."""
+    if not isinstance(value, dict):
+        raise InvalidInput(f"'{name}' must be an object, got {_type_name(value)}")
+    if unknown := sorted(set(value) - set(RULE_KEYS)):
+        raise InvalidInput(f"'{name}': unknown key(s) {', '.join(map(repr, unknown))}; a rule "
+                           f"has {', '.join(RULE_KEYS)}")
+    r: dict[str, Any] = dict.fromkeys(RULE_KEYS)
+    for key in ("priority", "action"):
+        if value.get(key) is None:
+            raise InvalidInput(f"'{name}': '{key}' is required")
+    r["priority"] = integer(1, 1000)(f"{name}.priority", value["priority"])
+    r["action"] = one_of("mirror", "skip")(f"{name}.action", value["action"])
+    v = {k: x for k, x in value.items() if x is not None}
+    if "direction" in v:
+        r["direction"] = one_of("IN", "OUT")(f"{name}.direction", v["direction"])
+    if "ethertype" in v:
+        r["ethertype"] = one_of("IPv4", "IPv6")(f"{name}.ethertype", v["ethertype"])
+    if "protocol" in v:
+        r["protocol"] = _protocol(f"{name}.protocol", v["protocol"])
+    versions = {4: "IPv4", 6: "IPv6"}
+    family = r["ethertype"]
+    for key in ("source_ip_prefix", "destination_ip_prefix"):
+        if key in v:
+            r[key], version = _cidr(f"{name}.{key}", v[key])
+            if family is not None and family != versions[version]:
+                raise InvalidInput(f"'{name}.{key}' {r[key]} is an {versions[version]} prefix "
+                                   f"but the rule is for {family}")
+            family = versions[version]
+    proto = r["protocol"]
+    if (proto == "icmp" and family == "IPv6") or (proto == "icmpv6" and family == "IPv4"):
+        raise InvalidInput(f"'{name}': protocol {proto} does not exist in {family}")
+    for key in ("source_port_range", "destination_port_range"):
+        if key in v:
+            if PROTOCOL_NAMES.get(proto, proto) not in (6, 17, "6", "17"):
+                raise InvalidInput(f"'{name}.{key}': port ranges need protocol tcp or udp, "
+                                   f"got {proto or 'none'}")
+            r[key] = _port_range(f"{name}.{key}", v[key])
+    return r
+
+
+def filter_rules(name: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"'{name}' must be a list of rules, got {_type_name(value)}")
+    if len(value) > MAX_FILTER_RULES:
+        raise InvalidInput(f"'{name}': at most {MAX_FILTER_RULES} rules per tap filter")
+    rules = [filter_rule(f"{name}[{i}]", r) for i, r in enumerate(value)]
+    seen: set[int] = set()
+    for r in rules:
+        if r["priority"] in seen:
+            raise InvalidInput(f"'{name}': priority {r['priority']} is used by two rules; "
+                               "priorities are unique in a tap filter")
+        seen.add(r["priority"])
+    return sorted(rules, key=lambda r: r["priority"])
+
+
 @dataclass(frozen=True)
 class Attr:
     validate: Validator
@@ -258,6 +355,15 @@ TAP_FLOW = {
     "source_port": Attr(uuid_str, required=True),
     "direction": Attr(one_of("IN", "OUT", "BOTH"), required=True),
     "vlan_filter": Attr(vlan_filter),
+    "tap_filter_id": Attr(nullable(uuid_str), put=True),
+}
+TAP_FILTER = {
+    "name": NAME,
+    "description": DESCRIPTION,
+    "tenant_id": PROJECT,
+    "project_id": PROJECT,
+    "default_action": Attr(one_of("mirror", "skip"), put=True, default="skip"),
+    "rules": Attr(filter_rules, put=True, default=[]),
 }
 TAP_MIRROR = {
     "name": NAME,
