@@ -44,10 +44,13 @@ def seed(c: httpx.Client) -> dict[str, Any]:
     ports = [made("/v2.0/ports", "port", {"network_id": network, "fixed_ips": [
         {"ip_address": f"10.0.0.{i + 1}"}], "binding:host_id": "st-host"}) for i in range(3)]
     service = made("/v2.0/taas/tap_services", "tap_service", {"port_id": ports[0]})
+    tap_filter = made("/v2.0/taas/tap_filters", "tap_filter", {"rules": [
+        {"priority": 1, "action": "mirror", "protocol": "tcp", "destination_port_range": "80"}]})
     ids: dict[str, Any] = {"network_id": network, "port_id": ports[1], "tap_service_id": service,
            "tap_flow_id": made("/v2.0/taas/tap_flows", "tap_flow", {
                "tap_service_id": service, "source_port": ports[1], "direction": "IN",
-               "vlan_filter": "10-20"}),
+               "vlan_filter": "10-20", "tap_filter_id": tap_filter}),
+           "tap_filter_id": tap_filter,
            "tap_mirror_id": made("/v2.0/taas/tap_mirrors", "tap_mirror", {
                "port_id": ports[2], "directions": {"IN": 7, "OUT": "8"},
                "remote_ip": "192.0.2.99", "mirror_type": "gre"})}
@@ -98,6 +101,7 @@ def test_the_document_covers_every_route(st_server: ServerProcess) -> None:
 UPDATES = {"tap_service_id": {"tap_service": {"name": "n"}},
            "tap_flow_id": {"tap_flow": {"description": "d"}},
            "tap_mirror_id": {"tap_mirror": {"name": "m"}},
+           "tap_filter_id": {"tap_filter": {"name": "f"}},
            "network_id": {"network": {"admin_state_up": True}},
            "port_id": {"port": {"device_owner": "compute:nova"}},
            "/v2.0/taas-agents/{host}": {"agent": {"tunnel_ip": "192.0.2.98"}},
