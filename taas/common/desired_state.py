@@ -116,8 +116,9 @@ class TapFlowState:
     source_port: str
     direction: Direction
     vlan_filter: str | None  # e.g. "10-20,30"; None mirrors every frame
-    # Which frames are copied (applied on the source host); None copies every frame. An agent
-    # older than this field ignores it and copies every frame.
+    # Which frames are copied (applied on the source host); None copies every frame (and is
+    # not sent). A versioned agent older than this field ignores it and copies every frame;
+    # an unversioned one (be100a8) refuses the state: filters need upgraded agents.
     tap_filter: TapFilterState | None = None
 
 
@@ -147,7 +148,7 @@ class DesiredState:
             "host": self.host,
             "revision": self.revision,
             "tap_services": [asdict(s) for s in self.tap_services],
-            "tap_flows": [asdict(f) for f in self.tap_flows],
+            "tap_flows": [_flow_dict(f) for f in self.tap_flows],
             "tap_mirrors": [asdict(m) for m in self.tap_mirrors],
             "ports": {pid: asdict(p) for pid, p in self.ports.items()},
         }
@@ -156,6 +157,15 @@ class DesiredState:
     def from_dict(cls, data: Any) -> DesiredState:
         """Parse an answer; unknown fields are ignored, a broken one raises ContractError."""
         return _parse(_DESIRED, data, "desired_state")  # type: ignore[no-any-return]
+
+
+def _flow_dict(f: TapFlowState) -> dict[str, Any]:
+    # No key for an unfiltered flow: agents of the unversioned contract (be100a8) refuse
+    # unknown keys; only a filtered flow needs an agent that knows filters.
+    out = asdict(f)
+    if out["tap_filter"] is None:
+        del out["tap_filter"]
+    return out
 
 
 @dataclass(frozen=True, config=TOLERANT)
