@@ -27,7 +27,7 @@ ADMIN_OR_READER = f"({ADMIN}) or ({READER})"
 # A member of the project that owns the port's network (Neutron's network owner).
 ADMIN_OR_NETWORK_OWNER = f"({ADMIN}) or (role:member and project_id:%(network:project_id)s)"
 
-TAP_KINDS = ("tap_service", "tap_flow", "tap_mirror")
+TAP_KINDS = ("tap_service", "tap_flow", "tap_mirror", "tap_filter")
 INVENTORY_KINDS = ("network", "port")
 
 # Attributes whose use needs more than the resource's own create/update rule.

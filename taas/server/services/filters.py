@@ -12,7 +12,7 @@ from taas.server.db.models import TapFilter
 from taas.server.db.repositories import ListQuery, TapFilterRepository
 from taas.server.db.session import UnitOfWork
 from taas.server.services import errors, projection, validation
-from taas.server.services.context import Context
+from taas.server.services.context import Context, owner_target
 from taas.server.services.tap import TapResources, now
 
 
@@ -21,9 +21,8 @@ class TapFilters:
         self.taps = taps
 
     def create_tap_filter(self, uow: UnitOfWork, ctx: Context, body: Any) -> TapFilter:
-        ctx.require_write()
         attrs = validation.check_body(validation.TAP_FILTER, body, resource="tap_filter")
-        project = ctx.target_project(attrs)
+        project = ctx.authorize_create("tap_filter", attrs, body)
         row = TapFilter(id=str(uuid.uuid4()), project_id=project, name=attrs["name"],
                         description=attrs["description"],
                         default_action=attrs["default_action"], rules=attrs["rules"],
@@ -31,14 +30,14 @@ class TapFilters:
         return TapFilterRepository(uow.session).add(row)
 
     def get_tap_filter(self, session: Session, ctx: Context, id_: str) -> TapFilter:
-        ctx.require_read()
+        ctx.require_read("tap_filter")
         row = TapFilterRepository(session).get(id_)
-        if row is None or not ctx.sees(row.project_id):
+        if row is None or not ctx.sees("tap_filter", row.project_id):
             raise errors.TapFilterNotFound(f"Tap Filter {id_} could not be found")
         return row
 
     def list_tap_filters(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read()
+        ctx.require_read("tap_filter")
         if not ctx.is_admin:
             q.project_id = ctx.project_id
         return TapFilterRepository(session).list(q)
@@ -49,7 +48,7 @@ class TapFilters:
         row = self.get_tap_filter(session, ctx, id_)
         attrs = validation.check_body(validation.TAP_FILTER, body, update=True,
                                       resource="tap_filter")
-        ctx.require_write()
+        ctx.authorize_change("update", "tap_filter", owner_target(row.project_id), attrs.keys())
         for key, value in attrs.items():
             setattr(row, key, value)
         session.flush()
@@ -63,7 +62,7 @@ class TapFilters:
     def delete_tap_filter(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         repo = TapFilterRepository(uow.session)
         row = self.get_tap_filter(uow.session, ctx, id_)
-        ctx.require_write()
+        ctx.authorize_change("delete", "tap_filter", owner_target(row.project_id))
         if users := repo.live_users(row.id):
             raise errors.TapFilterInUse(
                 f"Tap Filter {row.id} is used by tap flow(s) "
