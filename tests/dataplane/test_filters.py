@@ -104,7 +104,12 @@ def check(lab: Lab, taas: Taas, plan: list[tuple[str, str, bytes]],
         for s, d, f in plan:
             want[f] += model(lab, taas, s, d, f)[vm]
         have = Counter({f: n for f, n in got[vm].items() if f in sent})
-        assert have == want, f"{vm}: extra {have - want}, missing {want - have}"
+        assert have == want, f"{vm}: extra {_names(have - want)}, missing {_names(want - have)}"
+
+
+def _names(c: Counter[bytes]) -> dict[str, int]:
+    """Frames by their marker ("vm1>vm2 tcp80 v4"), for readable failures."""
+    return {f[f.index(b"TAAS-DP") + 8:].rstrip(b".").decode(): n for f, n in c.items()}
 
 
 def rule(priority: int, action: str, **kw: str) -> FilterRule:
