@@ -271,7 +271,33 @@ def tap_flow_list(tap_service: str | None, port: str | None, name: str | None,
     _list("tap_flow", client.list("tap_flow", **filters), fmt, columns)
 
 
-add_show_update_delete(tap_flow, "tap_flow", updatable=True)
+add_show_update_delete(tap_flow, "tap_flow", updatable=False)
+
+
+@tap_flow.command("update")
+@click.argument("name_or_id")
+@click.option("--name", default=None, help="New name.")
+@click.option("--description", default=None, help="New description.")
+@click.option("--filter", "tap_filter", default=None, help="Tap filter (name or id) to use.")
+@click.option("--no-filter", is_flag=True, help="Copy every frame again (no tap filter).")
+@output_options
+def tap_flow_update(name_or_id: str, name: str | None, description: str | None,
+                    tap_filter: str | None, no_filter: bool, fmt: str,
+                    columns: tuple[str, ...]) -> None:
+    """Change a tap flow's name, description or tap filter."""
+    if tap_filter and no_filter:
+        raise click.UsageError("--filter and --no-filter exclude each other")
+    client = _client()
+    attrs: dict[str, Any] = _drop_none({"name": name, "description": description})
+    if tap_filter:
+        attrs["tap_filter_id"] = client.find_id("tap_filter", tap_filter)
+    elif no_filter:
+        attrs["tap_filter_id"] = None
+    if not attrs:
+        raise click.UsageError("nothing to update: give --name, --description, --filter or "
+                               "--no-filter")
+    _show(client.update("tap_flow", client.find_id("tap_flow", name_or_id), attrs), fmt,
+          columns)
 
 
 @tap.group("filter")

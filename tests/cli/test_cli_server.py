@@ -129,6 +129,10 @@ def test_tap_filter_lifecycle_and_flow_filter(taas: Any, inventory: dict[str, An
     f = taas.json("tap", "flow", "create", "--port", "cli-vm3", "--tap-service", ts["id"],
                   "--direction", "OUT", "--filter", "cli-web", as_="a-member")
     assert f["tap_filter_id"] == flt["id"]
+    off = taas.json("tap", "flow", "update", f["id"], "--no-filter", as_="a-member")
+    assert off["tap_filter_id"] is None
+    on = taas.json("tap", "flow", "update", f["id"], "--filter", "cli-web", as_="a-member")
+    assert on["tap_filter_id"] == flt["id"]
     assert [x["id"] for x in taas.json("tap", "filter", "list", as_="a-member")] == [flt["id"]]
     upd = taas.json("tap", "filter", "update", "cli-web", "--no-rules", "--default-action",
                     "mirror", as_="a-member")
