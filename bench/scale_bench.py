@@ -64,7 +64,11 @@ class Server:
             tok: {"project_id": TOKENS[name][0], "roles": TOKENS[name][1]}
             for name, tok in tokens.items()}}))
         config = workdir / f"server-{self.port}.json"
-        config.write_text(json.dumps({"tokens_file": str(tokens_file), "db_url": db_url}))
+        settings = {"tokens_file": str(tokens_file), "db_url": db_url}
+        if (src / "taas/server/services/quotas.py").exists():
+            # --changes tap services in one project: more than a project's default quota.
+            settings |= {"quota_tap_service": -1, "quota_tap_flow": -1}
+        config.write_text(json.dumps(settings))
         self.log = open(workdir / f"server-{self.port}.log", "ab")  # noqa: SIM115
         env = {**os.environ, "PYTHONPATH": str(src)}
         self.proc = subprocess.Popen(

@@ -53,7 +53,9 @@ password_hash_rounds = 4
 provider = fernet
 expiration = 7200
 [cache]
-enabled = false
+# In-process cache of each worker: token validation 10x faster (the default is off).
+enabled = true
+backend = dogpile.cache.memory
 [oslo_policy]
 policy_file = {dir}/keystone-policy.yaml
 """
@@ -119,7 +121,9 @@ class Keystone:
 
     def start(self, timeout: float = 60.0) -> None:
         cmd = ["uwsgi", "--plugin", "python3", "--http-socket", f"127.0.0.1:{self.port}",
-               "--wsgi-file", KEYSTONE_WSGI, "--master", "--processes", "2",
+               # One process (threads share its cache): with several, each worker's
+               # in-memory cache would keep its own copy of the catalog and of revocations.
+               "--wsgi-file", KEYSTONE_WSGI, "--master", "--processes", "1", "--threads", "4",
                "--single-interpreter", "--enable-threads", "--die-on-term", "--need-app",
                "--lazy-apps",
                "--buffer-size", "65535", "--chdir", str(self.workdir),
@@ -144,6 +148,10 @@ class Keystone:
         raise KeystoneError(f"Keystone did not answer within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            died = f"Keystone exited early ({self.proc.returncode}):\n{self.log()}"
+            self.proc = None
+            raise KeystoneError(died)  # a Keystone gone mid-session must not go unnoticed
         if self.proc is not None and self.proc.poll() is None:
             # uwsgi's master and workers share the session this Popen started.
             os.killpg(self.proc.pid, signal.SIGTERM)

@@ -128,7 +128,8 @@ class KeystoneAuth:
     def _get(self, token: str) -> Any:
         try:
             return self.session.get(
-                self.url + "/auth/tokens", headers={"X-Subject-Token": token},
+                # nocatalog: the service catalog is not needed and can be large.
+                self.url + "/auth/tokens?nocatalog", headers={"X-Subject-Token": token},
                 authenticated=True, raise_exc=False,
             )
         except ks_exc.ClientException as exc:
