@@ -140,8 +140,10 @@ class NeutronInventory(Inventory):
         if not changed:
             return
         hosts = self._concerned(uow, {row.id})
-        if "host" in changed:  # both agents send their whole port sets again
-            AgentRepository(session).unsettle_ports({row.host, values["host"]})
+        if "host" in changed:  # both agents (woken) send their whole port sets again
+            both = {h for h in (row.host, values["host"]) if h}
+            AgentRepository(session).unsettle_ports(both)
+            hosts |= both
         for k in changed:
             setattr(row, k, values[k])
         session.flush()

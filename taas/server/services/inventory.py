@@ -184,8 +184,10 @@ class Inventory:
             attrs.keys())
         # The hosts concerned before and after (a binding change moves resources).
         hosts = projection.hosts_naming_ports(uow.session, {row.id})
-        if "binding:host_id" in attrs:  # both agents re-send their port sets
-            AgentRepository(uow.session).unsettle_ports({row.host, attrs["binding:host_id"]})
+        if "binding:host_id" in attrs:  # both agents (woken) re-send their port sets
+            both = {h for h in (row.host, attrs["binding:host_id"]) if h}
+            AgentRepository(uow.session).unsettle_ports(both)
+            hosts |= both
         for key, value in attrs.items():
             setattr(row, "host" if key == "binding:host_id" else key, value)
         uow.session.flush()
