@@ -1,7 +1,7 @@
 """Rolling upgrades: an agent of the previous contract (commit be100a8, before the versioned,
 tolerant contract and per-host revisions) converges with this server, and this agent's client
 with the previous server. Both sides are the real code of their commit: the old tree is
-extracted from git at test time and runs in its own process.
+kept as an archive beside this file (tests/compat/taas-be100a8.tar.xz) and runs in its own process.
 
 Converges means, on the wire: the agent gets its host's desired state, reports it, the
 resources go ACTIVE from its reports, and a deletion completes once it confirms. (The switch
@@ -25,15 +25,17 @@ from taas.testing.wait import wait_until
 PREVIOUS = "be100a8"
 REPO = Path(__file__).resolve().parents[2]
 AGENT = Path(__file__).with_name("compat_agent.py")
+ARCHIVE = Path(__file__).with_name(f"taas-{PREVIOUS}.tar.xz")
 
 
 @pytest.fixture(scope="module")
 def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The previous commit's `taas` package, extracted from this repository's history."""
+    """The previous commit's `taas` package.
+
+    Kept as `git archive be100a8 taas | xz -9` beside this file rather than read from the
+    history at test time: a shallow clone (as some CI systems make) has no such commit."""
     dest = tmp_path_factory.mktemp("taas-" + PREVIOUS)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", PREVIOUS, "taas"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    subprocess.run(["tar", "-xJf", str(ARCHIVE), "-C", str(dest)], check=True)
     return dest
 
 
