@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from taas.agent.agent import Agent, AgentConfig
+from taas.agent.auth import KeystoneCredentials, KeystoneToken
 from taas.agent.client import ServerClient
 from taas.agent.port_monitor import PortMonitor
 from taas.common import prereqs
@@ -18,6 +19,9 @@ from taas.common import prereqs
 LOG = logging.getLogger("taas.agent")
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s [%(threadName)s] %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# --os-<name> options (and $OS_<NAME>) of a Keystone login, with their defaults.
+KEYSTONE_OPTIONS = {"auth_url": "", "username": "", "password": "", "project_name": "",
+                    "user_domain_name": "Default", "project_domain_name": "Default"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", required=True, help="this hypervisor's name (binding:host_id)")
     p.add_argument("--server", required=True, help="taas-server base URL, e.g. http://h:9696")
     p.add_argument("--token", default=os.environ.get("TAAS_TOKEN"),
-                   help="token with the service role (default: $TAAS_TOKEN)")
+                   help="a fixed token with the service role (tokens file, labs; default: "
+                        "$TAAS_TOKEN); in a cloud, log in to Keystone with --os-* instead")
+    ks = p.add_argument_group(
+        "Keystone", "log in as a user with the service role; the token is renewed before it "
+                    "expires (defaults: the OS_* variables, as for the openstack CLI)")
+    for name, default in KEYSTONE_OPTIONS.items():
+        env = "OS_" + name.upper()
+        ks.add_argument(f"--os-{name.replace('_', '-')}", dest=f"os_{name}",
+                        default=os.environ.get(env, default),
+                        help=f"(default: ${env}" + (f" or {default})" if default else ")"))
     p.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="OVSDB endpoint (default: %(default)s)")
     p.add_argument("--ovs-rundir", default="/var/run/openvswitch",
@@ -65,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def token_source(parser: argparse.ArgumentParser,
+                 args: argparse.Namespace) -> str | KeystoneToken:
+    """--token, or a Keystone login when --os-auth-url is given (which then wins)."""
+    if args.os_auth_url:
+        missing = [f"--os-{n.replace('_', '-')}" for n in KEYSTONE_OPTIONS
+                   if not getattr(args, f"os_{n}")]
+        if missing:
+            parser.error(f"Keystone login needs {', '.join(missing)} (or $OS_* variables)")
+        return KeystoneToken(KeystoneCredentials(
+            auth_url=args.os_auth_url, username=args.os_username, password=args.os_password,
+            project_name=args.os_project_name, user_domain_name=args.os_user_domain_name,
+            project_domain_name=args.os_project_domain_name))
+    if not args.token:
+        parser.error("--token (or $TAAS_TOKEN) or --os-auth-url (or $OS_AUTH_URL) is required")
+    return str(args.token)
+
+
 def setup_logging(log_file: str | None, level: str) -> None:
     handler: logging.Handler = (logging.FileHandler(log_file) if log_file
                                 else logging.StreamHandler(sys.stderr))
@@ -77,9 +107,9 @@ def setup_logging(log_file: str | None, level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.token:
-        build_parser().error("--token or $TAAS_TOKEN is required")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    auth = token_source(parser, args)
     try:  # before anything runs: a missing ovs-ofctl would otherwise fail every sync
         prereqs.require("taas-agent")
     except prereqs.MissingPrerequisites as e:
@@ -104,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        int_br=args.integration_bridge, tun_br=args.tunnel_bridge,
                        tap_br=args.tap_bridge, continuation=args.continuation,
                        hook_table=args.hook_table)
-    client = ServerClient(args.server, args.token, args.host)
+    client = ServerClient(args.server, auth, args.host)
     config = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip,
                          report_interval=args.report_interval,
                          resync_interval=args.resync_interval,
@@ -112,9 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          reset_check_interval=args.reset_check_interval)
     agent = Agent(config, driver, client,
                   monitor_factory=lambda cb: PortMonitor(db, args.integration_bridge, cb))
-    LOG.info("taas-agent pid %d: host=%s server=%s ovsdb=%s rundir=%s bridges=%s/%s/%s",
-             os.getpid(), args.host, args.server, args.ovsdb, args.ovs_rundir,
-             args.integration_bridge, args.tunnel_bridge, args.tap_bridge)
+    LOG.info("taas-agent pid %d: host=%s server=%s ovsdb=%s rundir=%s bridges=%s/%s/%s "
+             "auth=%s", os.getpid(), args.host, args.server, args.ovsdb, args.ovs_rundir,
+             args.integration_bridge, args.tunnel_bridge, args.tap_bridge,
+             f"keystone {args.os_auth_url} user {args.os_username}" if args.os_auth_url
+             else "token")
     agent.start()
     while not stop.wait(1.0):
         pass

@@ -14,6 +14,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from taas.agent.auth import AuthError, StaticToken, TokenSource
 from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, HostReport, ports_digest
 
@@ -41,19 +42,18 @@ class ServerClient:
     heartbeat. A server that lost them (or an older one, without digests) gets them in full.
     """
 
-    def __init__(self, base_url: str, token: str, host: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, token: str | TokenSource, host: str,
+                 timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.host = host
         self.timeout = timeout
+        # A str is a fixed token; a KeystoneToken logs in and renews (taas/agent/auth.py).
+        self._auth: TokenSource = StaticToken(token) if isinstance(token, str) else token
         self._http = httpx.Client(
-            base_url=self.base_url,
-            headers={"X-Auth-Token": token, "Accept": "application/json"},
-            timeout=timeout,
-        )
+            base_url=self.base_url, headers={"Accept": "application/json"}, timeout=timeout)
         # The long-poll has its own connection (a pending watch never delays heartbeats or
         # reports), on http.client so that close() can abort it at once: a watch left
         # hanging would hold the server's graceful shutdown for up to its timeout.
-        self._token = token
         self._url = urlsplit(self.base_url)
         self._watch_lock = threading.Lock()
         self._watch_conn: http.client.HTTPConnection | None = None
@@ -90,12 +90,15 @@ class ServerClient:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        try:
-            resp = client.request(
-                method, path, json=json, params=params, timeout=timeout or self.timeout
-            )
-        except httpx.HTTPError as exc:
-            raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                resp = client.request(
+                    method, path, json=json, params=params, timeout=timeout or self.timeout,
+                    headers={"X-Auth-Token": self._token()})
+            except httpx.HTTPError as exc:
+                raise ServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            if not self._retry_after_401(resp.status_code, attempt):
+                break
         if resp.status_code >= 400:
             detail = resp.text[:300]
             try:
@@ -111,6 +114,20 @@ class ServerClient:
         if not isinstance(body, dict):
             raise ServerError(f"{method} {path}: unexpected answer {body!r:.200}")
         return body
+
+    def _token(self) -> str:
+        try:
+            return self._auth.token()
+        except AuthError as exc:
+            raise ServerError(str(exc)) from exc
+
+    def _retry_after_401(self, status: int, attempt: int) -> bool:
+        """A 401 means the server no longer accepts the token (revoked, expired early):
+        log in again and retry once. A second 401 is the caller's error to see."""
+        if status != 401 or attempt > 1 or not self._auth.invalidate():
+            return False
+        LOG.warning("taas-server refused the agent's token (401): logging in again")
+        return True
 
     def heartbeat(self, tunnel_ip: str) -> dict[str, Any]:
         """Register the agent, or tell the server it is alive."""
@@ -163,14 +180,17 @@ class ServerClient:
                                        timeout=self.timeout)
             conn = self._watch_conn
         try:
-            conn.timeout = timeout + self.timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(conn.timeout)
-            conn.request("GET", f"{path}?{urlencode(params)}",
-                         headers={"X-Auth-Token": self._token, "Accept": "application/json"})
-            self._watching = revision is not None  # the server holds it: we are alive
-            resp = conn.getresponse()
-            status, data = resp.status, resp.read()
+            for attempt in (1, 2):
+                conn.timeout = timeout + self.timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(conn.timeout)
+                conn.request("GET", f"{path}?{urlencode(params)}", headers={
+                    "X-Auth-Token": self._token(), "Accept": "application/json"})
+                self._watching = revision is not None  # the server holds it: we are alive
+                resp = conn.getresponse()
+                status, data = resp.status, resp.read()
+                if not self._retry_after_401(status, attempt):
+                    break
         except (OSError, http.client.HTTPException) as exc:
             with self._watch_lock:
                 if self._watch_conn is conn:
