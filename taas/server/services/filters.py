@@ -13,6 +13,7 @@ from taas.server.db.repositories import ListQuery, TapFilterRepository
 from taas.server.db.session import UnitOfWork
 from taas.server.services import errors, projection, validation
 from taas.server.services.context import Context, owner_target
+from taas.server.services.reads import get_visible, list_visible
 from taas.server.services.tap import TapResources, now
 
 
@@ -30,17 +31,11 @@ class TapFilters:
         return TapFilterRepository(uow.session).add(row)
 
     def get_tap_filter(self, session: Session, ctx: Context, id_: str) -> TapFilter:
-        ctx.require_read("tap_filter")
-        row = TapFilterRepository(session).get(id_)
-        if row is None or not ctx.sees("tap_filter", row.project_id):
-            raise errors.TapFilterNotFound(f"Tap Filter {id_} could not be found")
-        return row
+        return get_visible(ctx, "tap_filter", TapFilterRepository(session), id_,
+                           errors.TapFilterNotFound, "Tap Filter")
 
     def list_tap_filters(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read("tap_filter")
-        if not ctx.is_admin:
-            q.project_id = ctx.project_id
-        return TapFilterRepository(session).list(q)
+        return list_visible(ctx, "tap_filter", TapFilterRepository(session), q)
 
     def update_tap_filter(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any
                           ) -> TapFilter:

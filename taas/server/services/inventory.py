@@ -21,6 +21,7 @@ from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context, owner_target
+from taas.server.services.reads import get_visible, list_visible
 from taas.server.services.tap import TapResources, now
 
 FIRST_SEGMENTATION_ID = 1000
@@ -96,17 +97,11 @@ class Inventory:
         return row
 
     def get_network(self, session: Session, ctx: Context, id_: str) -> Network:
-        ctx.require_read("network")
-        row = NetworkRepository(session).get(id_)
-        if row is None or not ctx.sees("network", row.project_id):
-            raise errors.NetworkNotFound(f"Network {id_} could not be found")
-        return row
+        return get_visible(ctx, "network", NetworkRepository(session), id_,
+                           errors.NetworkNotFound, "Network")
 
     def list_networks(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read("network")
-        if not ctx.is_admin:
-            q.project_id = ctx.project_id
-        return NetworkRepository(session).list(q)
+        return list_visible(ctx, "network", NetworkRepository(session), q)
 
     def update_network(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Network:
         row = self.get_network(uow.session, ctx, id_)
@@ -163,17 +158,11 @@ class Inventory:
         return row
 
     def get_port(self, session: Session, ctx: Context, id_: str) -> Port:
-        ctx.require_read("port")
-        row = PortRepository(session).get(id_)
-        if row is None or not ctx.sees("port", row.project_id):
-            raise errors.PortNotFound(f"Port {id_} could not be found")
-        return row
+        return get_visible(ctx, "port", PortRepository(session), id_,
+                           errors.PortNotFound, "Port")
 
     def list_ports(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read("port")
-        if not ctx.is_admin:
-            q.project_id = ctx.project_id
-        return PortRepository(session).list(q)
+        return list_visible(ctx, "port", PortRepository(session), q)
 
     def update_port(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Port:
         row = self.get_port(uow.session, ctx, id_)

@@ -29,6 +29,7 @@ from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context, owner_target
 from taas.server.services.quotas import Quotas
+from taas.server.services.reads import get_visible, list_visible
 
 LOG = logging.getLogger(__name__)
 PENDING_DELETE = lifecycle.PENDING_DELETE
@@ -116,13 +117,6 @@ class TapResources:
             LOG.exception("%s failed for %s", getattr(hook, "__name__", hook), row.id)
 
     @staticmethod
-    def _visible(ctx: Context, kind: str, row: Any, not_found: type[errors.NotFound], what: str,  # type: ignore[no-untyped-def]
-                 id_: str):
-        if row is None or not ctx.sees(kind, row.project_id):
-            raise not_found(f"{what} {id_} could not be found")
-        return row
-
-    @staticmethod
     def _owned_port(session: Session, port_id: str, project: str) -> Port:
         port = PortRepository(session).get(port_id)
         if port is None:
@@ -132,12 +126,6 @@ class TapResources:
                 f"Port {port_id} does not belong to project {project}"
             )
         return port
-
-    def _list(self, session: Session, ctx: Context, kind: str, repo: Repository, q: ListQuery):  # type: ignore[no-untyped-def]
-        ctx.require_read(kind)
-        if not ctx.is_admin:
-            q.project_id = ctx.project_id
-        return repo.list(q)
 
     def _update(self, session: Session, ctx: Context, row: Any, spec: dict, body: Any, what: str):  # type: ignore[no-untyped-def]
         attrs = validation.check_body(spec, body, update=True, resource=what)
@@ -186,12 +174,11 @@ class TapResources:
         )
 
     def get_tap_service(self, session: Session, ctx: Context, id_: str) -> TapService:
-        ctx.require_read("tap_service")
-        row = TapServiceRepository(session).get(id_)
-        return self._visible(ctx, "tap_service", row, errors.TapServiceNotFound, "Tap Service", id_)
+        return get_visible(ctx, "tap_service", TapServiceRepository(session), id_,
+                           errors.TapServiceNotFound, "Tap Service")
 
     def list_tap_services(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        return self._list(session, ctx, "tap_service", TapServiceRepository(session), q)
+        return list_visible(ctx, "tap_service", TapServiceRepository(session), q)
 
     def update_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapService:
         row = self.get_tap_service(uow.session, ctx, id_)
@@ -275,12 +262,11 @@ class TapResources:
         return row
 
     def get_tap_flow(self, session: Session, ctx: Context, id_: str) -> TapFlow:
-        ctx.require_read("tap_flow")
-        row = TapFlowRepository(session).get(id_)
-        return self._visible(ctx, "tap_flow", row, errors.TapFlowNotFound, "Tap Flow", id_)
+        return get_visible(ctx, "tap_flow", TapFlowRepository(session), id_,
+                           errors.TapFlowNotFound, "Tap Flow")
 
     def list_tap_flows(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        return self._list(session, ctx, "tap_flow", TapFlowRepository(session), q)
+        return list_visible(ctx, "tap_flow", TapFlowRepository(session), q)
 
     def update_tap_flow(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapFlow:
         session = uow.session
@@ -349,12 +335,11 @@ class TapResources:
         return row
 
     def get_tap_mirror(self, session: Session, ctx: Context, id_: str) -> TapMirror:
-        ctx.require_read("tap_mirror")
-        row = TapMirrorRepository(session).get(id_)
-        return self._visible(ctx, "tap_mirror", row, errors.TapMirrorNotFound, "Tap Mirror", id_)
+        return get_visible(ctx, "tap_mirror", TapMirrorRepository(session), id_,
+                           errors.TapMirrorNotFound, "Tap Mirror")
 
     def list_tap_mirrors(self, session: Session, ctx: Context, q: ListQuery):  # type: ignore[no-untyped-def]
-        return self._list(session, ctx, "tap_mirror", TapMirrorRepository(session), q)
+        return list_visible(ctx, "tap_mirror", TapMirrorRepository(session), q)
 
     def update_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapMirror:
         row = self.get_tap_mirror(uow.session, ctx, id_)

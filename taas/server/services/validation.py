@@ -338,19 +338,20 @@ class Attr:
 NAME = Attr(string(255), put=True, default="")
 DESCRIPTION = Attr(string(1024), put=True, default="")
 PROJECT = Attr(string(255))
-
-TAP_SERVICE = {
+# What every tap resource carries, first in each table as Neutron lists it.
+OWNED_AND_NAMED = {
     "name": NAME,
     "description": DESCRIPTION,
     "tenant_id": PROJECT,
     "project_id": PROJECT,
+}
+
+TAP_SERVICE = {
+    **OWNED_AND_NAMED,
     "port_id": Attr(uuid_str, required=True),
 }
 TAP_FLOW = {
-    "name": NAME,
-    "description": DESCRIPTION,
-    "tenant_id": PROJECT,
-    "project_id": PROJECT,
+    **OWNED_AND_NAMED,
     "tap_service_id": Attr(uuid_str, required=True),
     "source_port": Attr(uuid_str, required=True),
     "direction": Attr(one_of("IN", "OUT", "BOTH"), required=True),
@@ -358,18 +359,12 @@ TAP_FLOW = {
     "tap_filter_id": Attr(nullable(uuid_str), put=True),
 }
 TAP_FILTER = {
-    "name": NAME,
-    "description": DESCRIPTION,
-    "tenant_id": PROJECT,
-    "project_id": PROJECT,
+    **OWNED_AND_NAMED,
     "default_action": Attr(one_of("mirror", "skip"), put=True, default="skip"),
     "rules": Attr(filter_rules, put=True, default=[]),
 }
 TAP_MIRROR = {
-    "name": NAME,
-    "description": DESCRIPTION,
-    "tenant_id": PROJECT,
-    "project_id": PROJECT,
+    **OWNED_AND_NAMED,
     "port_id": Attr(uuid_str, required=True),
     "directions": Attr(directions, required=True),
     "remote_ip": Attr(remote_ip, required=True),
