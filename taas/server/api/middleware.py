@@ -38,13 +38,29 @@ async def send_error(send: Send, status: int, type_: str, message: str, detail: 
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimit:
+class HttpMiddleware:
+    """Wraps the app for HTTP requests only: lifespan and websocket scopes pass through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(HttpMiddleware):
     """Refuse bodies over `limit` bytes with 413 before they are buffered: at once when
     Content-Length says so, else (chunked) as soon as the streamed count passes the limit.
     The refused body is not read to its end, so the response closes the connection."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = limit
 
     def _message(self) -> str:
@@ -53,10 +69,7 @@ class BodyLimit:
     def _detail(self) -> str:
         return f"The limit is {self.limit} bytes"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await send_error(send, 413, BodyTooLarge.type, self._message(), self._detail(),
@@ -84,18 +97,12 @@ class BodyLimit:
         await self.app(scope, counting_receive, closing_send)
 
 
-class CatchAll:
+class CatchAll(HttpMiddleware):
     """The last resort for exceptions no handler took: log them, answer a generic 500, and
     keep the connection usable. (Starlette's own last resort re-raises after answering, and
     the server then drops the kept-alive connection under the client's next request.)"""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -136,17 +143,11 @@ def install_request_id_logging() -> None:
     logging.setLogRecordFactory(factory)
 
 
-class RequestId:
+class RequestId(HttpMiddleware):
     """Neutron's `X-Openstack-Request-Id: req-<uuid>` on every answer, and one log line per
     request carrying it (every other line logged while serving it carries it too)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = f"req-{uuid.uuid4()}"
         token = REQUEST_ID.set(request_id)
         status = 0
