@@ -20,7 +20,7 @@ from taas.server.api.common import (
     update_item,
     write,
 )
-from taas.server.api.openapi import answers, body, list_query
+from taas.server.api.routes import CrudRoutes
 from taas.server.services.inventory import Inventory
 
 router = APIRouter(prefix="/v2.0")
@@ -30,89 +30,77 @@ PORT_FILTERS = {**OWNED_FILTERS, "network_id": text("network_id"),
                 "mac_address": text("mac_address"), "binding:host_id": ("host", host_filter),
                 "device_owner": text("device_owner"), "device_id": text("device_id"),
                 "admin_state_up": ("admin_state_up", to_bool)}
+NETWORKS = CrudRoutes(router, "/networks", "network_id", schemas.NETWORK, NETWORK_FILTERS)
+PORTS = CrudRoutes(router, "/ports", "port_id", schemas.PORT, PORT_FILTERS)
 
 
 def _inventory(request: Request) -> Inventory:
     return request.app.state.inventory
 
 
-@router.post("/networks", status_code=201, response_model=None,
-             responses=answers(201, schemas.NETWORK.created()),
-             openapi_extra=body(*schemas.NETWORK.creates()))
+@NETWORKS.create
 async def create_network(request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await create_items(request, "network", None, lambda uow, data:
                               views.network(inv.create_network(uow, ctx, data)))
 
 
-@router.get("/networks", response_model=None, responses=answers(200, schemas.NETWORK.list),
-            openapi_extra=list_query(NETWORK_FILTERS))
+@NETWORKS.list
 async def list_networks(request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await list_items(request, "networks", NETWORK_FILTERS,
                             lambda s, q: inv.list_networks(s, ctx, q), views.network)
 
 
-@router.get("/networks/{network_id}", response_model=None,
-            responses=answers(200, schemas.NETWORK.one))
+@NETWORKS.show
 async def get_network(network_id: str, request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await show_item(request, "network", lambda s:
                            views.network(inv.get_network(s, ctx, network_id)))
 
 
-@router.put("/networks/{network_id}", response_model=None,
-            responses=answers(200, schemas.NETWORK.one),
-            openapi_extra=body(schemas.NETWORK.update))
+@NETWORKS.update
 async def update_network(network_id: str, request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await update_item(request, "network", lambda uow, data: views.network(
         inv.update_network(uow, ctx, network_id, data)))
 
 
-@router.delete("/networks/{network_id}", status_code=204, response_model=None,
-               responses=answers(204))
+@NETWORKS.delete
 async def delete_network(network_id: str, request: Request, ctx: Caller) -> Response:
     inv = _inventory(request)
     await write(request, lambda uow: inv.delete_network(uow, ctx, network_id))
     return Response(status_code=204)
 
 
-@router.post("/ports", status_code=201, response_model=None,
-             responses=answers(201, schemas.PORT.created()),
-             openapi_extra=body(*schemas.PORT.creates()))
+@PORTS.create
 async def create_port(request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await create_items(request, "port", None, lambda uow, data:
                               views.port(inv.create_port(uow, ctx, data)))
 
 
-@router.get("/ports", response_model=None, responses=answers(200, schemas.PORT.list),
-            openapi_extra=list_query(PORT_FILTERS))
+@PORTS.list
 async def list_ports(request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await list_items(request, "ports", PORT_FILTERS,
                             lambda s, q: inv.list_ports(s, ctx, q), views.port)
 
 
-@router.get("/ports/{port_id}", response_model=None,
-            responses=answers(200, schemas.PORT.one))
+@PORTS.show
 async def get_port(port_id: str, request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await show_item(request, "port", lambda s: views.port(inv.get_port(s, ctx, port_id)))
 
 
-@router.put("/ports/{port_id}", response_model=None,
-            responses=answers(200, schemas.PORT.one),
-            openapi_extra=body(schemas.PORT.update))
+@PORTS.update
 async def update_port(port_id: str, request: Request, ctx: Caller) -> Any:
     inv = _inventory(request)
     return await update_item(request, "port", lambda uow, data: views.port(
         inv.update_port(uow, ctx, port_id, data)))
 
 
-@router.delete("/ports/{port_id}", status_code=204, response_model=None,
-               responses=answers(204))
+@PORTS.delete
 async def delete_port(port_id: str, request: Request, ctx: Caller) -> Response:
     inv = _inventory(request)
     await write(request, lambda uow: inv.delete_port(uow, ctx, port_id))
