@@ -45,74 +45,65 @@ class HostRevision(Base):
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
-class Network(Base):
-    __tablename__ = "networks"
+class Owned:
+    """The columns every tenant resource has, as Neutron names them."""
+
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(255), index=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     description: Mapped[str] = mapped_column(String(1024), default="")
-    segmentation_id: Mapped[int] = mapped_column(Integer, unique=True)
-    admin_state_up: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class Port(Base):
+class Retiring:
+    """A tap resource's status (as its hosts report it) and its retirement."""
+
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
+    # those hosts to report at least this revision.
+    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Network(Owned, Base):
+    __tablename__ = "networks"
+    segmentation_id: Mapped[int] = mapped_column(Integer, unique=True)
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+
+
+class Port(Owned, Base):
     __tablename__ = "ports"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), index=True)
     network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(1024), default="")
     mac_address: Mapped[str] = mapped_column(String(17))
     host: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     device_owner: Mapped[str] = mapped_column(String(255), default="")
     device_id: Mapped[str] = mapped_column(String(255), default="")
     admin_state_up: Mapped[bool] = mapped_column(default=True)
     fixed_ips: Mapped[list] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
     __table_args__ = (UniqueConstraint("network_id", "mac_address", name="uq_port_net_mac"),)
 
 
-class TapService(Base):
+class TapService(Owned, Retiring, Base):
     __tablename__ = "tap_services"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(1024), default="")
     # No foreign key to ports: a row may outlive its port while agents confirm deletion.
     port_id: Mapped[str] = mapped_column(String(36), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="DOWN")
     # Unique: the arbiter of concurrent allocations on every database.
     taas_id: Mapped[int] = mapped_column(Integer, unique=True)
-    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
-    # those hosts to report at least this revision.
-    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
     # One live tap service per destination port, enforced against concurrent creates.
     __table_args__ = (Index("uq_tap_services_live_port", "port_id", unique=True,
                             sqlite_where=LIVE, postgresql_where=LIVE),)
 
 
-class TapFilter(Base):
+class TapFilter(Owned, Base):
     """Which frames the tap flows that name it copy: ordered rules (JSON, validated by
     services/validation.py) and a default action."""
 
     __tablename__ = "tap_filters"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(1024), default="")
     default_action: Mapped[str] = mapped_column(String(8), default="skip")
     rules: Mapped[list] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class TapFlow(Base):
+class TapFlow(Owned, Retiring, Base):
     __tablename__ = "tap_flows"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(1024), default="")
     tap_service_id: Mapped[str] = mapped_column(
         ForeignKey("tap_services.id", ondelete="CASCADE"), index=True
     )
@@ -122,31 +113,17 @@ class TapFlow(Base):
     # No foreign key: a PENDING_DELETE flow may outlive its filter (only live flows block
     # the filter's deletion); a missing filter is published as "copy nothing".
     tap_filter_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="DOWN")
-    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
-    # those hosts to report at least this revision.
-    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
     # One live flow per (source port, tap service), enforced against concurrent creates.
     __table_args__ = (Index("uq_tap_flows_live_pair", "source_port", "tap_service_id",
                             unique=True, sqlite_where=LIVE, postgresql_where=LIVE),)
 
 
-class TapMirror(Base):
+class TapMirror(Owned, Retiring, Base):
     __tablename__ = "tap_mirrors"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(1024), default="")
     port_id: Mapped[str] = mapped_column(String(36), index=True)
     directions: Mapped[dict] = mapped_column(JSON)
     remote_ip: Mapped[str] = mapped_column(String(64))
     mirror_type: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="DOWN")
-    # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
-    # those hosts to report at least this revision.
-    retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class TapMirrorTunnel(Base):
