@@ -144,9 +144,7 @@ class DesiredState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": self.version,
-            "host": self.host,
-            "revision": self.revision,
+            **_heading(self),
             "tap_services": [asdict(s) for s in self.tap_services],
             "tap_flows": [_flow_dict(f) for f in self.tap_flows],
             "tap_mirrors": [asdict(m) for m in self.tap_mirrors],
@@ -157,6 +155,11 @@ class DesiredState:
     def from_dict(cls, data: Any) -> DesiredState:
         """Parse an answer; unknown fields are ignored, a broken one raises ContractError."""
         return _parse(_DESIRED, data, "desired_state")  # type: ignore[no-any-return]
+
+
+def _heading(msg: DesiredState | HostReport) -> dict[str, Any]:
+    """The keys both messages start with, in their wire order."""
+    return {"version": msg.version, "host": msg.host, "revision": msg.revision}
 
 
 def _flow_dict(f: TapFlowState) -> dict[str, Any]:
@@ -195,9 +198,7 @@ class HostReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": self.version,
-            "host": self.host,
-            "revision": self.revision,
+            **_heading(self),
             "resources": [asdict(r) for r in self.resources],
             "taas_ids": list(self.taas_ids),
         }
