@@ -54,6 +54,17 @@ class Repository(Generic[M]):
     def get(self, id_: str) -> M | None:
         return self.session.get(self.model, id_)
 
+    def get_many(self, ids: Iterable[str | None]) -> dict[str, M]:
+        """Rows by id; ids not found are absent (a None, e.g. an unset tap_filter_id, too)."""
+        model: Any = self.model
+        wanted = list(set(ids) - {None})
+        if not wanted:
+            return {}
+        return {r.id: r for r in self.session.scalars(select(model).where(model.id.in_(wanted)))}
+
+    def all(self) -> list[M]:
+        return list(self.session.scalars(select(self.model)))
+
     def add(self, obj: M) -> M:
         self.session.add(obj)
         self.session.flush()
@@ -150,12 +161,6 @@ class Repository(Generic[M]):
 class NetworkRepository(Repository[Network]):
     model = Network
 
-    def get_many(self, ids: Iterable[str]) -> dict[str, Network]:
-        ids = list(set(ids))
-        if not ids:
-            return {}
-        return {n.id: n for n in self.session.scalars(select(Network).where(Network.id.in_(ids)))}
-
     def segmentation_ids(self) -> set[int]:
         return set(self.session.scalars(select(Network.segmentation_id)))
 
@@ -170,12 +175,6 @@ class NetworkRepository(Repository[Network]):
 
 class PortRepository(Repository[Port]):
     model = Port
-
-    def get_many(self, ids: Iterable[str]) -> dict[str, Port]:
-        ids = list(set(ids))
-        if not ids:
-            return {}
-        return {p.id: p for p in self.session.scalars(select(Port).where(Port.id.in_(ids)))}
 
     def mac_in_use(self, network_id: str, mac: str) -> bool:
         stmt = select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac)
@@ -201,6 +200,13 @@ class LiveRows(Repository[M]):
         model: Any = self.model
         return select(model).where(model.status != PENDING_DELETE)
 
+    def _live_in(self, column: Any, values: Iterable[str]) -> list[M]:
+        """Live rows whose `column` is one of `values` (no query for none)."""
+        wanted = list(values)
+        if not wanted:
+            return []
+        return list(self.session.scalars(self.live().where(column.in_(wanted))))
+
     def set_status_unless_pending(self, row: M, status: str) -> None:
         """Write a computed status unless a concurrent delete marked the row PENDING_DELETE
         meanwhile (the conditional UPDATE waits for that delete's row lock, then re-checks)."""
@@ -214,9 +220,6 @@ class LiveRows(Repository[M]):
 class TapServiceRepository(LiveRows[TapService]):
     model = TapService
 
-    def all(self) -> list[TapService]:
-        return list(self.session.scalars(select(TapService)))
-
     def using_port(self, port_id: str) -> list[TapService]:
         return list(self.session.scalars(select(TapService).where(TapService.port_id == port_id)))
 
@@ -225,16 +228,10 @@ class TapServiceRepository(LiveRows[TapService]):
 
     def live_with_ports(self, port_ids: Iterable[str]) -> list[TapService]:
         """Tap services (not being deleted) whose destination is one of the ports."""
-        ids = list(port_ids)
-        if not ids:
-            return []
-        return list(self.session.scalars(self.live().where(TapService.port_id.in_(ids))))
+        return self._live_in(TapService.port_id, port_ids)
 
     def live_by_ids(self, service_ids: Iterable[str]) -> list[TapService]:
-        ids = list(service_ids)
-        if not ids:
-            return []
-        return list(self.session.scalars(self.live().where(TapService.id.in_(ids))))
+        return self._live_in(TapService.id, service_ids)
 
     def taas_ids_near(self, host: str) -> set[int]:
         """taas_ids of the tap services (any status) in `host`'s scope: destination bound
@@ -266,9 +263,6 @@ class TapServiceRepository(LiveRows[TapService]):
 class TapFlowRepository(LiveRows[TapFlow]):
     model = TapFlow
 
-    def all(self) -> list[TapFlow]:
-        return list(self.session.scalars(select(TapFlow)))
-
     def of_service(self, tap_service_id: str) -> list[TapFlow]:
         stmt = select(TapFlow).where(TapFlow.tap_service_id == tap_service_id)
         return list(self.session.scalars(stmt))
@@ -277,16 +271,10 @@ class TapFlowRepository(LiveRows[TapFlow]):
         return list(self.session.scalars(select(TapFlow).where(TapFlow.source_port == port_id)))
 
     def live_with_sources(self, port_ids: Iterable[str]) -> list[TapFlow]:
-        ids = list(port_ids)
-        if not ids:
-            return []
-        return list(self.session.scalars(self.live().where(TapFlow.source_port.in_(ids))))
+        return self._live_in(TapFlow.source_port, port_ids)
 
     def live_of_services(self, service_ids: Iterable[str]) -> list[TapFlow]:
-        ids = list(service_ids)
-        if not ids:
-            return []
-        return list(self.session.scalars(self.live().where(TapFlow.tap_service_id.in_(ids))))
+        return self._live_in(TapFlow.tap_service_id, service_ids)
 
     def find_pair(self, source_port: str, tap_service_id: str) -> TapFlow | None:
         stmt = self.live().where(TapFlow.source_port == source_port,
@@ -296,13 +284,6 @@ class TapFlowRepository(LiveRows[TapFlow]):
 
 class TapFilterRepository(Repository[TapFilter]):
     model = TapFilter
-
-    def get_many(self, ids: Iterable[str]) -> dict[str, TapFilter]:
-        wanted = set(ids) - {None}  # type: ignore[comparison-overlap]
-        if not wanted:
-            return {}
-        return {f.id: f for f in self.session.scalars(select(TapFilter).where(
-            TapFilter.id.in_(wanted)))}
 
     def live_users(self, filter_id: str) -> list[TapFlow]:
         """Live tap flows that name the filter."""
@@ -314,17 +295,11 @@ class TapFilterRepository(Repository[TapFilter]):
 class TapMirrorRepository(LiveRows[TapMirror]):
     model = TapMirror
 
-    def all(self) -> list[TapMirror]:
-        return list(self.session.scalars(select(TapMirror)))
-
     def using_port(self, port_id: str) -> list[TapMirror]:
         return list(self.session.scalars(select(TapMirror).where(TapMirror.port_id == port_id)))
 
     def live_with_ports(self, port_ids: Iterable[str]) -> list[TapMirror]:
-        ids = list(port_ids)
-        if not ids:
-            return []
-        return list(self.session.scalars(self.live().where(TapMirror.port_id.in_(ids))))
+        return self._live_in(TapMirror.port_id, port_ids)
 
     def tunnels_in_use(self, tunnel_ids: Sequence[int]) -> list[int]:
         stmt = select(TapMirrorTunnel.tunnel_id).where(TapMirrorTunnel.tunnel_id.in_(tunnel_ids))
