@@ -13,7 +13,7 @@ from taas.server.db.repositories import ListQuery, TapFilterRepository
 from taas.server.db.session import UnitOfWork
 from taas.server.services import errors, projection, validation
 from taas.server.services.context import Context, owner_target
-from taas.server.services.reads import get_visible, list_visible
+from taas.server.services.owned import get_visible, list_visible
 from taas.server.services.tap import TapResources, now
 
 

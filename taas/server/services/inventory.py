@@ -21,7 +21,7 @@ from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context, owner_target
-from taas.server.services.reads import get_visible, list_visible
+from taas.server.services.owned import get_visible, list_visible, update_attrs
 from taas.server.services.tap import TapResources, now
 
 FIRST_SEGMENTATION_ID = 1000
@@ -105,12 +105,7 @@ class Inventory:
 
     def update_network(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> Network:
         row = self.get_network(uow.session, ctx, id_)
-        attrs = validation.check_body(validation.NETWORK, body, update=True, resource="network")
-        ctx.authorize_change("update", "network", owner_target(row.project_id), attrs.keys())
-        for key, value in attrs.items():
-            setattr(row, key, value)
-        uow.session.flush()
-        return row
+        return update_attrs(uow.session, ctx, row, validation.NETWORK, body, "network")
 
     def delete_network(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_network(uow.session, ctx, id_)

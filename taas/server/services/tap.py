@@ -28,8 +28,8 @@ from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
 from taas.server.services import errors, lifecycle, projection, validation
 from taas.server.services.context import Context, owner_target
+from taas.server.services.owned import get_visible, list_visible, update_attrs
 from taas.server.services.quotas import Quotas
-from taas.server.services.reads import get_visible, list_visible
 
 LOG = logging.getLogger(__name__)
 PENDING_DELETE = lifecycle.PENDING_DELETE
@@ -127,14 +127,6 @@ class TapResources:
             )
         return port
 
-    def _update(self, session: Session, ctx: Context, row: Any, spec: dict, body: Any, what: str):  # type: ignore[no-untyped-def]
-        attrs = validation.check_body(spec, body, update=True, resource=what)
-        ctx.authorize_change("update", what, owner_target(row.project_id), attrs.keys())
-        for key, value in attrs.items():
-            setattr(row, key, value)
-        session.flush()
-        return row
-
     # ---- tap services ---------------------------------------------------------------
 
     def create_tap_service(self, uow: UnitOfWork, ctx: Context, body: Any) -> TapService:
@@ -182,7 +174,7 @@ class TapResources:
 
     def update_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapService:
         row = self.get_tap_service(uow.session, ctx, id_)
-        return self._update(uow.session, ctx, row, validation.TAP_SERVICE, body, "tap_service")
+        return update_attrs(uow.session, ctx, row, validation.TAP_SERVICE, body, "tap_service")
 
     def delete_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_service(uow.session, ctx, id_)
@@ -273,7 +265,7 @@ class TapResources:
         row = self.get_tap_flow(session, ctx, id_)
         before = row.tap_filter_id
         # A refusal below rolls the whole request back.
-        row = self._update(session, ctx, row, validation.TAP_FLOW, body, "tap_flow")
+        row = update_attrs(session, ctx, row, validation.TAP_FLOW, body, "tap_flow")
         if row.tap_filter_id != before and row.tap_filter_id is not None:
             self._usable_filter(session, row.tap_filter_id, row.project_id)
         if row.tap_filter_id != before and row.status != PENDING_DELETE:
@@ -343,7 +335,7 @@ class TapResources:
 
     def update_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapMirror:
         row = self.get_tap_mirror(uow.session, ctx, id_)
-        return self._update(uow.session, ctx, row, validation.TAP_MIRROR, body, "tap_mirror")
+        return update_attrs(uow.session, ctx, row, validation.TAP_MIRROR, body, "tap_mirror")
 
     def delete_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_mirror(uow.session, ctx, id_)

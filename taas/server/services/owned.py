@@ -1,13 +1,16 @@
-"""Reads every resource shares: one row the caller may see, or the rows it may list."""
+"""Steps every tenant-owned resource shares: the one row a caller may see, the rows it may
+list, and a PUT of its attributes."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from taas.server.db.models import Base
 from taas.server.db.repositories import ListQuery, Repository
-from taas.server.services import errors
-from taas.server.services.context import Context
+from taas.server.services import errors, validation
+from taas.server.services.context import Context, owner_target
 
 M = TypeVar("M", bound=Base)
 
@@ -29,3 +32,15 @@ def list_visible(ctx: Context, kind: str, repo: Repository[M],
     if not ctx.is_admin:
         q.project_id = ctx.project_id
     return repo.list(q)
+
+
+def update_attrs(session: Session, ctx: Context, row: M, spec: dict[str, validation.Attr],
+                 body: Any, kind: str) -> M:
+    """A PUT: the body checked against `spec`, the change authorized, then written."""
+    attrs = validation.check_body(spec, body, update=True, resource=kind)
+    ctx.authorize_change("update", kind, owner_target(row.project_id),  # type: ignore[attr-defined]
+                         attrs.keys())
+    for key, value in attrs.items():
+        setattr(row, key, value)
+    session.flush()
+    return row
