@@ -91,6 +91,13 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def list_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """What every list command takes: --name, --project, and the output options."""
+    f = output_options(f)
+    f = click.option("--project", default=None, help="Only this project's (admin).")(f)
+    return click.option("--name", default=None)(f)
+
+
 def _session() -> Session:
     return click.get_current_context().find_object(Session)  # type: ignore[return-value]
 
@@ -256,9 +263,7 @@ def tap_flow_create(port: str, tap_service: str, direction: str, vlan_filter: st
 @tap_flow.command("list")
 @click.option("--tap-service", default=None, help="Only flows feeding this tap service.")
 @click.option("--port", default=None, help="Only flows of this source port.")
-@click.option("--name", default=None)
-@click.option("--project", default=None, help="Only this project's (admin).")
-@output_options
+@list_options
 def tap_flow_list(tap_service: str | None, port: str | None, name: str | None,
                   project: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """List tap flows."""
@@ -343,9 +348,7 @@ def tap_filter_create(rules: tuple[str, ...], default_action: str | None, name: 
 
 
 @tap_filter.command("list")
-@click.option("--name", default=None)
-@click.option("--project", default=None, help="Only this project's (admin).")
-@output_options
+@list_options
 def tap_filter_list(name: str | None, project: str | None, fmt: str,
                     columns: tuple[str, ...]) -> None:
     """List tap filters."""
@@ -427,9 +430,7 @@ def tap_mirror_create(port: str, directions: tuple[str, ...], remote_ip: str, mi
 
 @tap_mirror.command("list")
 @click.option("--port", default=None, help="Only mirrors of this port.")
-@click.option("--name", default=None)
-@click.option("--project", default=None, help="Only this project's (admin).")
-@output_options
+@list_options
 def tap_mirror_list(port: str | None, name: str | None, project: str | None, fmt: str,
                     columns: tuple[str, ...]) -> None:
     """List tap mirrors."""
@@ -470,9 +471,7 @@ def network_create(name: str, segmentation_id: int | None, project: str | None,
 
 
 @network.command("list")
-@click.option("--name", default=None)
-@click.option("--project", default=None, help="Only this project's (admin).")
-@output_options
+@list_options
 def network_list(name: str | None, project: str | None, fmt: str,
                  columns: tuple[str, ...]) -> None:
     """List networks."""
@@ -511,9 +510,7 @@ def port_create(name: str, network_ref: str, mac_address: str | None, project: s
 @port.command("list")
 @click.option("--network", "network_ref", default=None, help="Only ports of this network.")
 @click.option("--host", default=None, help="Only ports bound to this host.")
-@click.option("--name", default=None)
-@click.option("--project", default=None, help="Only this project's (admin).")
-@output_options
+@list_options
 def port_list(network_ref: str | None, host: str | None, name: str | None,
               project: str | None, fmt: str, columns: tuple[str, ...]) -> None:
     """List ports."""
