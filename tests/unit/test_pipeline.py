@@ -13,10 +13,9 @@ from taas.agent.ovs.compile import (
     BR_TUN,
     held_taas_ids,
     held_vlans,
-    probe_flows,
-    probe_source,
 )
 from taas.agent.ovs.flows import _ACTION_NAME, Flow, FlowSet, PipelineError, parse_dump_line
+from taas.agent.ovs.probe import probe_flows, probe_source
 from taas.common.desired_state import TapMirrorState
 
 

@@ -24,11 +24,11 @@ from taas.agent.ovs.compile import (
     compile_host,
     held_taas_ids,
     held_vlans,
-    probe_flows,
     static_flows,
 )
 from taas.agent.ovs.flows import Flow
 from taas.agent.ovs.ovsdb import Iface, OvsdbClient
+from taas.agent.ovs.probe import probe_flows
 from taas.agent.ovs.switch import OpenFlowBridge, SwitchError, ovs_spelling
 from taas.agent.ports import LocalPort
 from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
