@@ -46,7 +46,7 @@ from taas.common.desired_state import HostReport, ResourceStatus, ports_digest
 from taas.testing.server import free_port
 
 HEARTBEAT = 10.0
-POLL = 30.0
+POLL = 55.0  # as taas-agent asks (AgentConfig.poll_timeout)
 TOKENS = {"admin": ("admin-project", ["admin"]), "service": ("service-project", ["service"]),
           "member": ("project-a", ["member"])}
 

@@ -73,7 +73,7 @@ class AgentConfig:
     host: str
     tunnel_ip: str
     report_interval: float = 10.0  # heartbeat period (server's agent_down_time is 30 s)
-    poll_timeout: float = 30.0  # long-poll wait asked of the server
+    poll_timeout: float = 55.0  # long-poll wait asked of the server (its maximum is 60 s)
     reset_check_interval: float = 1.0  # how often to look for the canary (OVS restart)
     resync_interval: float = 2.0  # cheap check (flow counts) against the switch; 0 disables
     # A full dump-and-diff of every bridge: also catches a taas flow rewritten in place, which

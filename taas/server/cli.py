@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from defaults, then --config, then the command line. The config "
         "file (YAML, JSON, or INI with a [taas] section) may also set vlan_range_start "
         "(3900), vlan_range_end (4000), tunnel_key_base (16000000), agent_down_time (30), "
-        "service_driver, revision_poll_interval (30.0), the keystone_* settings and "
+        "service_driver, revision_poll_interval (60.0), the keystone_* settings and "
         "quota_tap_service (5), quota_tap_flow (50), quota_tap_mirror (5). "
         "`taas-server db upgrade` only creates/migrates the schema. "
         "WARNING: --auth-strategy noauth trusts every caller (anyone who can reach the port "

@@ -57,7 +57,7 @@ class Settings:
     # Seconds between a long-poll's safety re-reads of its host's revision. Wake-ups are
     # reliable (local commits; PostgreSQL NOTIFY across replicas), so by default the long-poll
     # timeout; lower it only for replicas that share a database without LISTEN/NOTIFY.
-    revision_poll_interval: float = 30.0
+    revision_poll_interval: float = 60.0
     log_level: str = "info"
     # Base URL clients reach this server at (behind a proxy or on a wildcard bind); discovery
     # and pagination links are built from it, never from the request's Host header.
