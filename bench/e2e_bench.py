@@ -113,6 +113,17 @@ def wait(cond: Any, timeout: float, interval: float = 0.002) -> Any:
     return None
 
 
+def stop_all(procs: list[subprocess.Popen[Any]]) -> None:
+    """Stop background traffic (each started in its own process group) and reap it."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        p.wait()
+    procs.clear()
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
@@ -181,12 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{pct(vals, 99):9.1f}{max(vals):9.1f}"
                           f"  (ms, n={len(vals)}, mean {statistics.mean(vals):.1f})")
         finally:
-            for p in pings:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                p.wait()
+            stop_all(pings)
             lab.down()
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import struct
 import subprocess
@@ -31,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.e2e_bench import is_request, machine, pcap_records, pct, wait
+from bench.e2e_bench import is_request, machine, pcap_records, pct, stop_all, wait
 from taas.lab.neutron import up
 from taas.lab.pytest_plugin import unique_name
 
@@ -155,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"run {i} {case}: no mirrored packet", flush=True)
                     else:
                         results[case].append(v * 1000)
-        for p in pings:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait()
-        pings.clear()
+        stop_all(pings)
         print(f"\n{args.runs} runs per case; sources ping every {args.interval * 1000:g} ms")
         print(f"{'case':<8}{'API call -> first mirrored packet':<36}{'p50':>8}{'p90':>8}"
               f"{'p99':>8}{'max':>8}")
@@ -186,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             watch_underlay(lab, api, ts_id, args.watch_underlay)
         print(f"machine after: {machine()}")
     finally:
-        for p in pings:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        stop_all(pings)
         api.close()
         lab.down()
     return 0
