@@ -4,10 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PKGS="openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps psmisc postgresql bridge-utils netcat-openbsd keystone uwsgi uwsgi-plugin-python3 python3-psycopg2"
-missing=""
-for p in $DEB_PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
+# The packages of the list given that are not installed yet.
+missing_of() {
+  local p out=""
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out="$out $p"
+  done
+  echo "$out"
+}
+
+missing=$(missing_of $DEB_PKGS)
 if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -18,10 +24,7 @@ fi
 # RabbitMQ. ~280 packages, ~70-150 s the first time. No service may start or keep running:
 # the lab starts its own inside its namespaces.
 NEUTRON_DEB_PKGS="neutron-server neutron-openvswitch-agent rabbitmq-server"
-missing=""
-for p in $NEUTRON_DEB_PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
+missing=$(missing_of $NEUTRON_DEB_PKGS)
 if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   # No debconf questions: no dbconfig, no keystone endpoint registration, no rabbit setup.
