@@ -14,7 +14,7 @@ from taas.common.vlans import DEAD_VLAN, MIRROR_VLAN_FIRST, TAAS_ID_END
 DEFAULT_DB_URL = "sqlite:///./taas.sqlite"
 PORT_BACKENDS = ("builtin", "neutron")
 AUTH_STRATEGIES = ("token", "noauth", "keystone")
-QUOTA_RESOURCES = ("tap_service", "tap_flow", "tap_mirror")
+QUOTA_RESOURCES = ("tap_service", "tap_flow", "tap_mirror", "tap_filter", "tap_filter_rule")
 
 
 class ConfigError(Exception):
@@ -48,6 +48,10 @@ class Settings:
     quota_tap_service: int = 5
     quota_tap_flow: int = 50
     quota_tap_mirror: int = 5
+    # Filters, and rules summed over all of a project's filters (Neutron's security_group /
+    # security_group_rule defaults; one filter still holds at most 100 rules).
+    quota_tap_filter: int = 10
+    quota_tap_filter_rule: int = 100
     vlan_range_start: int = 3900
     vlan_range_end: int = 4000
     tunnel_key_base: int = 16_000_000

@@ -14,7 +14,8 @@ from taas.testing.keystone import REGION, Keystone, run_keystone_server
 from taas.testing.server import ServerProcess
 
 # The configured defaults a real deployment gets (run_server alone makes quotas unlimited).
-DEFAULT_QUOTAS = {"quota_tap_service": 5, "quota_tap_flow": 50, "quota_tap_mirror": 5}
+DEFAULT_QUOTAS = {"quota_tap_service": 5, "quota_tap_flow": 50, "quota_tap_mirror": 5,
+                  "quota_tap_filter": 10, "quota_tap_filter_rule": 100}
 
 
 @pytest.fixture(scope="module")

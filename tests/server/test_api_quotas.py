@@ -15,8 +15,11 @@ from taas.testing.server import ServerProcess, run_server
 from .conftest import Api, neutron_error
 
 TS, TF, TM = "/v2.0/taas/tap_services", "/v2.0/taas/tap_flows", "/v2.0/taas/tap_mirrors"
+TFL = "/v2.0/taas/tap_filters"
 Q = "/v2.0/quotas"
-LIMITS = {"quota_tap_service": 2, "quota_tap_flow": 3, "quota_tap_mirror": 1}
+LIMITS = {"quota_tap_service": 2, "quota_tap_flow": 3, "quota_tap_mirror": 1,
+          "quota_tap_filter": 2, "quota_tap_filter_rule": 5}
+EXPECTED = {k.removeprefix("quota_"): v for k, v in LIMITS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def count(api: Api, path: str, project: str) -> int:
 
 
 def test_show_defaults_and_who_may_read(api: Api) -> None:
-    expected = {"tap_service": 2, "tap_flow": 3, "tap_mirror": 1}
+    expected = EXPECTED
     assert api("a-member").get(f"{Q}/project-a").json() == {"quota": expected}
     assert api("a-reader").get(f"{Q}/project-a").json() == {"quota": expected}
     assert api("admin").get(f"{Q}/project-z").json() == {"quota": expected}
@@ -60,8 +63,7 @@ def test_over_quota_is_409_and_an_admin_raises_it(api: Api) -> None:
     assert r.json()["quota"]["tap_flow"] == 3  # untouched resources keep the default
     third = api.tap_service(port_id=port["id"], name="q-ts-2")
     listed = api("admin").get(Q).json()["quotas"]
-    assert {"project_id": project, "tenant_id": project, "tap_service": 3, "tap_flow": 3,
-            "tap_mirror": 1} in listed
+    assert {"project_id": project, "tenant_id": project, **EXPECTED, "tap_service": 3} in listed
     details = api("a-member").get(f"{Q}/{project}/details").json()["quota"]
     assert details["tap_service"] == {"limit": 3, "used": 3, "reserved": 0}
 
@@ -130,3 +132,86 @@ def test_concurrent_creates_never_pass_the_quota(api: Api, server: ServerProcess
     assert all(r.json()["NeutronError"]["type"] == "OverQuota"
                for r in answers if r.status_code == 409)
     assert count(api, TS, project) == limit
+
+
+def rules(n: int, first: int = 1) -> list[dict[str, Any]]:
+    return [{"priority": first + i, "action": "mirror", "protocol": "tcp",
+             "destination_port_range": str(80 + i)} for i in range(n)]
+
+
+def filter_rules(api: Api, filter_id: str) -> list[int]:
+    r = api("admin").get(f"{TFL}/{filter_id}")
+    return [rule["priority"] for rule in r.json()["tap_filter"]["rules"]]
+
+
+def test_filters_and_their_rules_per_project(api: Api) -> None:
+    project, c = "project-e", api("admin")
+
+    def create(n_rules: int) -> httpx.Response:
+        return c.post(TFL, json={"tap_filter": {"project_id": project, "rules": rules(n_rules)}})
+
+    first, second = (create(3).json()["tap_filter"], create(2).json()["tap_filter"])
+    err = neutron_error(create(0), 409, "OverQuota")  # a third filter
+    assert "['tap_filter']" in err["message"]
+    c.put(f"{Q}/{project}", json={"quota": {"tap_filter": 3}})
+    # 5 rules in use of 5: a filter with one more rule is refused, an empty one is not.
+    err = neutron_error(create(1), 409, "OverQuota")
+    assert "['tap_filter_rule']" in err["message"]
+    assert count(api, TFL, project) == 2
+    third = create(0).json()["tap_filter"]
+    details = c.get(f"{Q}/{project}/details").json()["quota"]
+    assert details["tap_filter"] == {"limit": 3, "used": 3, "reserved": 0}
+    assert details["tap_filter_rule"] == {"limit": 5, "used": 5, "reserved": 0}
+
+    # A PUT that adds rules counts the difference; a refused one changes nothing.
+    neutron_error(c.put(f"{TFL}/{second['id']}", json={"tap_filter": {"rules": rules(3)}}),
+                  409, "OverQuota")
+    assert filter_rules(api, second["id"]) == [1, 2]
+    assert c.put(f"{TFL}/{first['id']}", json={"tap_filter": {"rules": rules(1)}}
+                 ).status_code == 200
+    assert c.put(f"{TFL}/{third['id']}", json={"tap_filter": {"rules": rules(2, 7)}}
+                 ).status_code == 200
+    assert filter_rules(api, third["id"]) == [7, 8]
+    # Under a lowered limit a project may still shrink (and delete) what it has.
+    c.put(f"{Q}/{project}", json={"quota": {"tap_filter_rule": 1}})
+    assert c.put(f"{TFL}/{third['id']}", json={"tap_filter": {"rules": rules(1)}}
+                 ).status_code == 200
+    neutron_error(c.put(f"{TFL}/{first['id']}", json={"tap_filter": {"rules": rules(2)}}),
+                  409, "OverQuota")
+    for f in (first, second, third):
+        assert c.delete(f"{TFL}/{f['id']}").status_code == 204
+    assert c.get(f"{Q}/{project}/details").json()["quota"]["tap_filter_rule"]["used"] == 0
+    c.delete(f"{Q}/{project}")
+
+
+def concurrently(server: ServerProcess, calls: list[tuple[str, str, dict[str, Any]]]
+                 ) -> list[httpx.Response]:
+    def call(method: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        with httpx.Client(base_url=server.url, timeout=90,
+                          headers=server.headers("admin")) as c:
+            return c.request(method, path, json=body)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(lambda a: call(*a), calls))
+
+
+def test_concurrent_filter_creates_and_rule_updates_never_pass_the_quotas(
+        api: Api, server: ServerProcess) -> None:
+    project, c = "project-f", api("admin")
+    c.put(f"{Q}/{project}", json={"quota": {"tap_filter": 4, "tap_filter_rule": -1}})
+    body = {"tap_filter": {"project_id": project, "rules": rules(1)}}
+    answers = concurrently(server, [("POST", TFL, body)] * 12)
+    assert sorted(r.status_code for r in answers) == [201] * 4 + [409] * 8, [
+        r.text for r in answers]
+    assert count(api, TFL, project) == 4
+
+    # Every filter tries to grow by 3 rules at once: 4 in use + 3 + 3 fit 10, a third not.
+    c.put(f"{Q}/{project}", json={"quota": {"tap_filter_rule": 10}})
+    ids = [r.json()["tap_filter"]["id"] for r in answers if r.status_code == 201]
+    answers = concurrently(server, [("PUT", f"{TFL}/{i}", {"tap_filter": {"rules": rules(4)}})
+                                    for i in ids])
+    assert sorted(r.status_code for r in answers) == [200] * 2 + [409] * 2, [
+        r.text for r in answers]
+    assert all(r.json()["NeutronError"]["type"] == "OverQuota"
+               for r in answers if r.status_code == 409)
+    assert c.get(f"{Q}/{project}/details").json()["quota"]["tap_filter_rule"]["used"] == 10

@@ -24,6 +24,8 @@ class QuotaLimits(Answer):
     tap_service: int
     tap_flow: int
     tap_mirror: int
+    tap_filter: int
+    tap_filter_rule: int
 
 
 class ProjectQuota(QuotaLimits):
@@ -41,12 +43,16 @@ class QuotaDetails(Answer):
     tap_service: QuotaUsage
     tap_flow: QuotaUsage
     tap_mirror: QuotaUsage
+    tap_filter: QuotaUsage
+    tap_filter_rule: QuotaUsage
 
 
 class QuotaSet(Strict):
     tap_service: Limit = absent()
     tap_flow: Limit = absent()
     tap_mirror: Limit = absent()
+    tap_filter: Limit = absent()
+    tap_filter_rule: Limit = absent()
 
 
 class QuotaUpdateRequest(Strict):

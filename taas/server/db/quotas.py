@@ -8,9 +8,11 @@ import zlib
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from taas.server.db.models import Quota, TapFlow, TapMirror, TapService
+from taas.server.db.models import Quota, TapFilter, TapFlow, TapMirror, TapService
 
-MODELS = {"tap_service": TapService, "tap_flow": TapFlow, "tap_mirror": TapMirror}
+# Resources counted as rows; tap_filter_rule is the sum of the project's filters' rules.
+MODELS = {"tap_service": TapService, "tap_flow": TapFlow, "tap_mirror": TapMirror,
+          "tap_filter": TapFilter}
 LOCK_CLASS = 0x7A5  # first key of pg_advisory_xact_lock(int, int): "taas quota"
 
 
@@ -40,11 +42,17 @@ class QuotaRepository:
         self.session.execute(delete(Quota).where(Quota.project_id == project_id))
 
     def usage(self, resource: str, project_id: str) -> int:
-        """Live rows (PENDING_DELETE ones are gone for their owner and do not count)."""
+        """Live rows (PENDING_DELETE ones are gone for their owner and do not count); for
+        tap_filter_rule, the rules of all the project's filters (filters are deleted at once)."""
+        if resource == "tap_filter_rule":
+            return self.session.scalar(
+                select(func.coalesce(func.sum(func.json_array_length(TapFilter.rules)), 0))
+                .where(TapFilter.project_id == project_id)) or 0
         model = MODELS[resource]
-        return self.session.scalar(
-            select(func.count()).select_from(model).where(
-                model.project_id == project_id, model.status != "PENDING_DELETE")) or 0
+        stmt = select(func.count()).select_from(model).where(model.project_id == project_id)
+        if hasattr(model, "status"):
+            stmt = stmt.where(model.status != "PENDING_DELETE")
+        return self.session.scalar(stmt) or 0
 
     def lock(self, resource: str, project_id: str) -> None:
         """Serialize creates of one resource in one project until the transaction ends.

@@ -1,5 +1,6 @@
 """Tap filters: project-owned rule lists that tap flows name (issue 10). A change of a filter's
-rules or default action republishes the hosts of every live tap flow that uses it."""
+rules or default action republishes the hosts of every live tap flow that uses it. Quotas:
+`tap_filter` counts filters, `tap_filter_rule` the rules of all of a project's filters."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class TapFilters:
     def create_tap_filter(self, uow: UnitOfWork, ctx: Context, body: Any) -> TapFilter:
         attrs = validation.check_body(validation.TAP_FILTER, body, resource="tap_filter")
         project = ctx.authorize_create("tap_filter", attrs, body)
+        quotas = self.taps.quotas  # filters first, then rules: one lock order everywhere
+        quotas.reserve(uow.session, project, "tap_filter")
+        quotas.reserve(uow.session, project, "tap_filter_rule", len(attrs["rules"]))
         row = TapFilter(id=str(uuid.uuid4()), project_id=project, name=attrs["name"],
                         description=attrs["description"],
                         default_action=attrs["default_action"], rules=attrs["rules"],
@@ -44,6 +48,9 @@ class TapFilters:
         attrs = validation.check_body(validation.TAP_FILTER, body, update=True,
                                       resource="tap_filter")
         ctx.authorize_change("update", "tap_filter", owner_target(row.project_id), attrs.keys())
+        if "rules" in attrs:
+            self.taps.quotas.reserve(session, row.project_id, "tap_filter_rule",
+                                     len(attrs["rules"]) - len(row.rules))
         for key, value in attrs.items():
             setattr(row, key, value)
         session.flush()

@@ -32,16 +32,21 @@ class Quotas:
 
     # ---- enforcement (called by the services that create) -----------------------------
 
-    def reserve(self, session: Session, project_id: str, resource: str) -> None:
-        """Raise OverQuota unless one more `resource` fits the project's limit. Call it in
-        the unit of work that inserts the row (the lock lasts until its commit)."""
+    def reserve(self, session: Session, project_id: str, resource: str, amount: int = 1
+                ) -> None:
+        """Raise OverQuota unless `amount` more of `resource` fit the project's limit. Call
+        it in the unit of work that makes the change, before the change is flushed (the lock
+        lasts until its commit). Shrinking (amount <= 0) is always allowed, as in Neutron:
+        a project over a lowered limit can still clean up."""
+        if amount <= 0:
+            return
         repo = QuotaRepository(session)
         limit = self.limits(session, project_id)[resource]
         if limit < 0:
             return
         repo.lock(resource, project_id)
         session.flush()  # rows added earlier in this unit (bulk creates) count too
-        if repo.usage(resource, project_id) >= limit:
+        if repo.usage(resource, project_id) + amount > limit:
             raise errors.OverQuota(f"Quota exceeded for resources: ['{resource}'].")
 
     # ---- the /v2.0/quotas API ---------------------------------------------------------
