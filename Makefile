@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps demo test lint bench bench-keystone bench-api bench-lab bench-dataplane bench-e2e bench-neutron bench-scale clean
+.PHONY: deps demo test lint bench bench-keystone bench-api bench-lab bench-dataplane bench-e2e bench-neutron bench-scale bench-mirror clean
 
 deps:
 	./scripts/install-deps.sh
@@ -37,6 +37,9 @@ bench-neutron: deps
 
 bench-scale: deps
 	$(PYTHON) -m bench.scale_bench
+
+bench-mirror: deps
+	$(PYTHON) -m bench.mirror_bench
 
 # every benchmark, one after the other (figures print with the machine they ran on)
 bench: bench-api bench-lab bench-dataplane bench-e2e

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PKGS="openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps psmisc postgresql bridge-utils netcat-openbsd keystone uwsgi uwsgi-plugin-python3 python3-psycopg2"
+DEB_PKGS="openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps psmisc postgresql bridge-utils netcat-openbsd keystone uwsgi uwsgi-plugin-python3 python3-psycopg2 iperf3"
 # The packages of the list given that are not installed yet.
 missing_of() {
   local p out=""
@@ -16,6 +16,9 @@ missing_of() {
 missing=$(missing_of $DEB_PKGS)
 if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # iperf3 (bench/mirror_bench.py) runs as a client/one-off server inside lab namespaces,
+  # never as the package's system-wide daemon.
+  echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $missing
 fi
