@@ -2,7 +2,7 @@
 throughput between two VMs with and without a tap flow.
 
     python -m bench.neutron_bench [--runs 20] [--interval 0.01] [--tcp-bytes 20000000]
-                                  [--watch-underlay 120]
+                                  [--watch-underlay 120] [--api 50 [--api-only]]
 
 The lab: neutron-server + one neutron-openvswitch-agent per host (port security on), taas-server
 with the Neutron port backend, one taas-agent per host (`--hook-table 60`). A tap service on
@@ -14,7 +14,11 @@ flow is deleted and its removal awaited. Throughput: `--tcp-bytes` from vm1 (hos
 ack copied to mon). `--watch-underlay S`: then a remote tap flow (vm2 on host2 -> mon on host1)
 with traffic for S seconds while host3's underlay is captured: the number of frames with a
 taas VNI there (must be 0: copies go by unicast to the monitor's host only, no flooding, no
-timers). Prints the machine, then p50/p90/p99/max and MB/s.
+timers). `--api N`: the same TaaS call through neutron-server (its TaaS plugin) and directly to
+taas-server, alternately, N times each, with a project member's Keystone token (both validate
+it; each caches validations): raw HTTP (list, show, update), openstacksdk (catalog endpoint vs
+`network_endpoint_override`) and the `openstack` CLI (a new process per call, 5 each).
+Prints the machine, then p50/p90/p99/max and MB/s.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.e2e_bench import is_request, machine, pcap_records, pct, stop_all, wait
-from taas.lab.neutron import up
+from taas.lab.neutron import keystone_of, up
 from taas.lab.pytest_plugin import unique_name
 
 SPEC: dict[str, Any] = {
@@ -47,11 +52,11 @@ SPEC: dict[str, Any] = {
 
 
 def one_run(api: httpx.Client, pcap: Any, src_ip: str, dst_ip: str, port_id: str,
-            ts_id: str) -> float | None:
+            ts_id: str, project: str) -> float | None:
     seen = len(pcap_records(pcap))
     t0 = time.time()
     r = api.post("/v2.0/taas/tap_flows", json={"tap_flow": {
-        "project_id": "project-a", "source_port": port_id, "tap_service_id": ts_id,
+        "project_id": project, "source_port": port_id, "tap_service_id": ts_id,
         "direction": "OUT"}})
     assert r.status_code == 201, r.text
     tf_id = r.json()["tap_flow"]["id"]
@@ -90,7 +95,8 @@ def vxlan_vnis(frames: list[bytes]) -> list[int]:
 def watch_underlay(lab: Any, api: httpx.Client, ts_id: str, seconds: float) -> None:
     vm = {v.name: v for v in lab.vms}
     r = api.post("/v2.0/taas/tap_flows", json={"tap_flow": {
-        "project_id": "project-a", "source_port": vm["vm2"].port_id, "tap_service_id": ts_id,
+        "project_id": lab.state["keystone"]["projects"]["project-a"],
+        "source_port": vm["vm2"].port_id, "tap_service_id": ts_id,
         "direction": "BOTH"}})
     tf_id = r.json()["tap_flow"]["id"]
     wait(lambda: api.get(f"/v2.0/taas/tap_flows/{tf_id}").json()["tap_flow"]["status"]
@@ -113,6 +119,91 @@ def watch_underlay(lab: Any, api: httpx.Client, ts_id: str, seconds: float) -> N
           f"{len(caps['mon'].frames)} copies at the monitor")
 
 
+def _timed(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def _row(label: str, via: list[float], direct: list[float]) -> None:
+    print(f"  {label:<34}" + "".join(f"{pct(v, 50):9.1f}{pct(v, 90):8.1f}"
+                                       for v in (via, direct)))
+
+
+def api_paths(lab: Any, n: int) -> None:
+    """One TaaS call through neutron-server vs directly, alternately, with Keystone."""
+    import yaml
+    from openstack import connection
+    from openstack.config import OpenStackConfig
+
+    ks = keystone_of(lab)
+    token = ks.token("project-a-member")
+    neutron_url, taas_url = lab.state["neutron"]["url"], lab.state["server"]["url"]
+    clients = {name: httpx.Client(base_url=url, headers={"X-Auth-Token": token}, timeout=60)
+               for name, url in (("via", neutron_url), ("direct", taas_url))}
+    via, direct = clients["via"], clients["direct"]
+    r = via.post("/v2.0/taas/tap_services", json={"tap_service": {
+        "name": "api-bench", "port_id": next(v.port_id for v in lab.vms if v.name == "vm6")}})
+    assert r.status_code == 201, r.text
+    ts_id = r.json()["tap_service"]["id"]
+    calls = {
+        "GET /v2.0/taas/tap_services": lambda c, i: c.get("/v2.0/taas/tap_services"),
+        "GET /v2.0/taas/tap_services/{id}": lambda c, i: c.get(f"/v2.0/taas/tap_services/{ts_id}"),
+        "PUT /v2.0/taas/tap_services/{id}": lambda c, i: c.put(
+            f"/v2.0/taas/tap_services/{ts_id}", json={"tap_service": {"name": f"n{i}"}}),
+    }
+    print(f"\nthe same TaaS call, {n} times each way, alternately, as project-a's member "
+          "(Keystone token), ms:")
+    print(f"  {'call':<34}{'via neutron p50':>17}{'p90':>8}{'direct p50':>9}{'p90':>8}")
+    try:
+        for label, call in calls.items():
+            call(via, 0), call(direct, 0)  # warm: connections, token caches
+            t: dict[str, list[float]] = {"via": [], "direct": []}
+            for i in range(n):
+                for name, c in clients.items():
+                    def one(c: httpx.Client = c, i: int = i, call: Any = call) -> None:
+                        assert call(c, i).status_code == 200
+                    t[name].append(_timed(one))
+            _row(label, t["via"], t["direct"])
+        # openstacksdk: the catalog's network endpoint (neutron-server) vs taas-server.
+        clouds = Path(lab.state["keystone"]["clouds_yaml"])
+        config = OpenStackConfig(config_files=[str(clouds)])
+        conns = {"via": connection.Connection(config=config.get_one("project-a")),
+                 "direct": connection.Connection(config=config.get_one(
+                     "project-a", network_endpoint_override=taas_url + "/v2.0"))}
+        for label, call in {"sdk get_tap_service": lambda c: c.network.get_tap_service(ts_id),
+                            "sdk tap_services() (list)":
+                                lambda c: list(c.network.tap_services())}.items():
+            for c in conns.values():
+                call(c)
+            t = {"via": [], "direct": []}
+            for _ in range(n):
+                for name, c in conns.items():
+                    t[name].append(_timed(lambda c=c, call=call: call(c)))
+            _row(label, t["via"], t["direct"])
+        # The openstack CLI: a new process (login, catalog) per call.
+        data = yaml.safe_load(clouds.read_text())
+        data["clouds"]["direct"] = {**data["clouds"]["project-a"],
+                                    "network_endpoint_override": taas_url + "/v2.0"}
+        both = clouds.with_name("clouds-bench.yaml")
+        both.write_text(yaml.safe_dump(data))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+               "OS_CLIENT_CONFIG_FILE": str(both)}
+        t = {"via": [], "direct": []}
+        for _ in range(5):
+            for name, cloud in (("via", "project-a"), ("direct", "direct")):
+                def cli(cloud: str = cloud) -> None:
+                    subprocess.run(["openstack", "--os-cloud", cloud, "tap", "service", "show",
+                                    ts_id, "-f", "json"], env=env, check=True,
+                                   capture_output=True, timeout=120)
+                t[name].append(_timed(cli))
+        _row("openstack tap service show", t["via"], t["direct"])
+    finally:
+        via.delete(f"/v2.0/taas/tap_services/{ts_id}")
+        for c in clients.values():
+            c.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="runs per case (default 20)")
@@ -120,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tcp-bytes", type=int, default=20_000_000, help="bytes per transfer")
     ap.add_argument("--watch-underlay", type=float, default=0.0, metavar="S",
                     help="seconds of a remote tap flow with host3's underlay captured (0: skip)")
+    ap.add_argument("--api", type=int, default=0, metavar="N",
+                    help="TaaS calls through neutron-server vs directly, N each (0: skip)")
+    ap.add_argument("--api-only", action="store_true", help="only the --api comparison")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (network namespaces, Open vSwitch)", file=sys.stderr)
@@ -132,10 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     srv = lab.state["server"]
     api = httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]}, timeout=30)
     pings: list[subprocess.Popen[bytes]] = []
+    project = lab.state["keystone"]["projects"]["project-a"]
     try:
+        if args.api:
+            api_paths(lab, args.api)
+        if args.api_only:
+            print(f"machine after: {machine()}")
+            return 0
         vm = {v.name: v for v in lab.vms}
         r = api.post("/v2.0/taas/tap_services", json={"tap_service": {
-            "project_id": "project-a", "name": "bench", "port_id": vm["mon"].port_id}})
+            "project_id": project, "name": "bench", "port_id": vm["mon"].port_id}})
         ts_id = r.json()["tap_service"]["id"]
         wait(lambda: api.get(f"/v2.0/taas/tap_services/{ts_id}").json()["tap_service"]
              ["status"] == "ACTIVE", 20, 0.05)
@@ -149,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.3)
             for i in range(args.runs):
                 for case, src in cases.items():
-                    v = one_run(api, cap.path, vm[src].ip, vm["vm3"].ip, vm[src].port_id, ts_id)
+                    v = one_run(api, cap.path, vm[src].ip, vm["vm3"].ip, vm[src].port_id, ts_id,
+                                project)
                     if v is None:
                         print(f"run {i} {case}: no mirrored packet", flush=True)
                     else:
@@ -165,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"mean {statistics.mean(vals):.1f})")
         plain = [throughput(lab, args.tcp_bytes) for _ in range(3)]
         r = api.post("/v2.0/taas/tap_flows", json={"tap_flow": {
-            "project_id": "project-a", "source_port": vm["vm1"].port_id,
+            "project_id": project, "source_port": vm["vm1"].port_id,
             "tap_service_id": ts_id, "direction": "BOTH"}})
         tf_id = r.json()["tap_flow"]["id"]
         wait(lambda: api.get(f"/v2.0/taas/tap_flows/{tf_id}").json()["tap_flow"]["status"]

@@ -57,8 +57,9 @@ def lab() -> None:
 @click.option("--token", default=None, help="Admin token for --server.")
 @click.option("--no-agents", is_flag=True, help="With --server: do not start taas-agents.")
 @click.option("--neutron", is_flag=True,
-              help="With a real neutron-server, neutron-openvswitch-agents, its own taas-server "
-                   "(Neutron port backend) and taas-agents (docs/neutron.md).")
+              help="A real cloud: Keystone, neutron-server (with the TaaS plugin), "
+                   "neutron-openvswitch-agents, its own taas-server (Neutron port backend) and "
+                   "taas-agents; <lab dir>/clouds.yaml for openstack clients (docs/neutron.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the state file.")
 def up(spec: str | None, hosts: int | None, state: str | None, name: str, server: str | None,
        token: str | None, no_agents: bool, neutron: bool, as_json: bool) -> None:

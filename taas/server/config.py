@@ -72,9 +72,23 @@ class Settings:
     # Where networks and ports come from: "builtin" (the server's own /v2.0/networks and
     # /v2.0/ports) or "neutron" (read from neutron-server, see taas/server/ports/neutron.py).
     port_backend: str = "builtin"
+    # neutron-server's endpoint; without it, found in the Keystone catalog (service type
+    # `network`, neutron_interface, neutron_region_name) with the credentials below.
     neutron_url: str | None = None
-    # Keystone token for neutron-server (empty under Neutron's noauth).
+    # Credentials for neutron-server, as Nova's [neutron] section: a Keystone user (password
+    # auth through keystoneauth1, token renewed by its session) with the admin role (taas reads
+    # provider:segmentation_id and binding:host_id), or a static token (neutron_token), or
+    # nothing (Neutron's noauth). In an INI file: section [neutron] with auth_url, username...
+    neutron_auth_url: str | None = None
+    neutron_username: str | None = None
+    neutron_password: str | None = None
+    neutron_project_name: str = "service"
+    neutron_user_domain_name: str = "Default"
+    neutron_project_domain_name: str = "Default"
+    neutron_region_name: str | None = None
+    neutron_interface: str = "internal,public"  # catalog interfaces, in order of preference
     neutron_token: str | None = None
+    neutron_timeout: float = 30.0
     # RabbitMQ URL of Neutron's notifications (oslo.messaging "messagingv2" driver); without it
     # changes are only picked up by the periodic full resync.
     neutron_transport_url: str | None = None
@@ -99,8 +113,16 @@ class Settings:
         if self.port_backend not in PORT_BACKENDS:
             raise ConfigError(f"port_backend must be one of {', '.join(PORT_BACKENDS)}, "
                               f"got {self.port_backend!r}")
-        if self.port_backend == "neutron" and not self.neutron_url:
-            raise ConfigError("port_backend = neutron needs neutron_url")
+        if self.port_backend == "neutron":
+            if not self.neutron_url and not self.neutron_auth_url:
+                raise ConfigError("port_backend = neutron needs neutron_url, or neutron_auth_url "
+                                  "and credentials to find it in the Keystone catalog")
+            if self.neutron_auth_url and not (self.neutron_username and self.neutron_password):
+                raise ConfigError("neutron_auth_url needs neutron_username and neutron_password")
+            if self.neutron_token and not self.neutron_url:
+                raise ConfigError("neutron_token needs neutron_url")
+        if self.neutron_timeout <= 0:
+            raise ConfigError("neutron_timeout must be positive")
         if self.neutron_resync_interval <= 0:
             raise ConfigError("neutron_resync_interval must be positive")
         if self.auth_strategy == "keystone":
@@ -160,8 +182,22 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {value!r} ({kind} expected)") from None
 
 
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """Sections name their settings' prefix: {"neutron": {"auth_url": u}} is neutron_auth_url
+    (like Nova's and Neutron's [neutron] / [keystone_authtoken] sections)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = str(k).replace("-", "_")
+        if isinstance(v, dict):
+            out.update({f"{key}_{sub}": val for sub, val in _flatten(v).items()})
+        else:
+            out[key] = v
+    return out
+
+
 def read_config_file(path: str) -> dict[str, Any]:
-    """Settings from a YAML, JSON or INI file (INI: section [taas] or [DEFAULT])."""
+    """Settings from a YAML, JSON or INI file (INI: section [taas] or [DEFAULT]; any other
+    section [x] holds settings x_*, e.g. [neutron] auth_url = neutron_auth_url)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -169,12 +205,16 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     data: Any
     if p.suffix in (".ini", ".conf", ".cfg"):
-        parser = configparser.ConfigParser()
+        # No default section: [DEFAULT] is an ordinary one (its values must not leak into
+        # [neutron] and the like).
+        parser = configparser.ConfigParser(default_section="\0")
         try:
             parser.read_string(text)
         except configparser.Error as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
-        data = dict(parser["taas"]) if parser.has_section("taas") else dict(parser.defaults())
+        main = ("DEFAULT", "taas")
+        data = {k: v for sec in main if parser.has_section(sec) for k, v in parser[sec].items()}
+        data.update({sec: dict(parser[sec]) for sec in parser.sections() if sec not in main})
     else:
         import yaml  # here: not every start needs it (start-up time)
 
@@ -186,7 +226,7 @@ def read_config_file(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return _flatten(data)
 
 
 def build_settings(file_values: dict[str, Any], overrides: dict[str, Any]) -> Settings:

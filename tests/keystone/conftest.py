@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from taas.testing.keystone import REGION, Keystone, run_keystone_server
+from taas.testing.keystone import Keystone, run_keystone_server
 from taas.testing.server import ServerProcess
 
 # The configured defaults a real deployment gets (run_server alone makes quotas unlimited).
@@ -28,12 +26,4 @@ def cloud(keystone: Keystone) -> Iterator[ServerProcess]:
 
 def clouds_yaml(ks: Keystone, path: Path, clouds: dict[str, str]) -> Path:
     """clouds.yaml with one cloud per (cloud name -> Keystone user name)."""
-    def entry(user: str) -> dict[str, Any]:
-        u = ks.users[user]
-        return {"auth": {"auth_url": ks.auth_url, "username": u.name, "password": u.password,
-                         "project_name": u.project, "user_domain_id": "default",
-                         "project_domain_id": "default"},
-                "region_name": REGION, "identity_api_version": 3, "interface": "public"}
-
-    path.write_text(yaml.safe_dump({"clouds": {c: entry(u) for c, u in clouds.items()}}))
-    return path
+    return ks.clouds_yaml(path, clouds)

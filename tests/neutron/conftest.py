@@ -1,5 +1,6 @@
-"""One Neutron lab per module: a real neutron-server + neutron-openvswitch-agent per host,
-taas-server with the Neutron port backend, one taas-agent per host (taas/lab/neutron)."""
+"""One Neutron lab for the package: Keystone, a real neutron-server + neutron-openvswitch-agent
+per host, taas-server behind Keystone with the Neutron port backend, one taas-agent per host
+(taas/lab/neutron). Every call carries a real Keystone token."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from taas.agent.ovs.tables import COOKIE
 from taas.lab import Lab
-from taas.lab.neutron import up
+from taas.lab.keystone import Keystone
+from taas.lab.neutron import keystone_of, up
 from taas.lab.pytest_plugin import unique_name
 from taas.testing.wait import wait_until
 
@@ -44,12 +46,17 @@ TAAS_COOKIE = f"cookie={COOKIE:#x}/-1"
 @dataclass
 class NeutronSystem:
     lab: Lab
-    taas: httpx.Client  # taas-server, admin
-    neutron: httpx.Client  # neutron-server, noauth admin
+    ks: Keystone  # the lab's
+    taas: httpx.Client  # taas-server, the cloud admin's token
+    neutron: httpx.Client  # neutron-server, the cloud admin's token
+
+    def project(self, name: str) -> str:
+        """Keystone's id of a project of the spec (or one a test made)."""
+        return self.ks.project_id(name)
 
     def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         singular = kind[:-1]
-        body = {"project_id": "project-a", **body}
+        body = {"project_id": self.project("project-a"), **body}
         r = self.taas.post(f"/v2.0/taas/{kind}", json={singular: body})
         assert r.status_code == 201, r.text
         return dict(r.json()[singular])
@@ -88,9 +95,10 @@ def nsys() -> Iterator[NeutronSystem]:
     print(f"[neutron] lab up in {time.monotonic() - t0:.1f} s: {lab.state['neutron']['timings']}")
     srv = lab.state["server"]
     taas = httpx.Client(base_url=srv["url"], headers={"X-Auth-Token": srv["token"]}, timeout=30)
-    neutron = httpx.Client(base_url=lab.state["neutron"]["url"], timeout=30)
+    neutron = httpx.Client(base_url=lab.state["neutron"]["url"], timeout=30,
+                           headers={"X-Auth-Token": lab.state["neutron"]["token"]})
     try:
-        yield NeutronSystem(lab, taas, neutron)
+        yield NeutronSystem(lab, keystone_of(lab), taas, neutron)
     finally:
         taas.close()
         neutron.close()

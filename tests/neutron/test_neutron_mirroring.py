@@ -103,7 +103,7 @@ def test_neutron_network_in_the_taas_vni_range_is_refused(nsys: NeutronSystem) -
     taken for copies); a network created after it (the sentinel) is."""
     def net(name: str, vni: int) -> str:
         r = nsys.neutron.post("/v2.0/networks", json={"network": {
-            "name": name, "project_id": "project-a", "provider:network_type": "vxlan",
+            "name": name, "project_id": nsys.project("project-a"), "provider:network_type": "vxlan",
             "provider:segmentation_id": vni}})
         assert r.status_code == 201, r.text
         return str(r.json()["network"]["id"])

@@ -1,6 +1,9 @@
-"""Issue 9 on the Neutron lab: neutron-server's own /v2.0/taas/... reaches taas-server through
-the service plugin (taas/neutron_plugin): openstacksdk and the `openstack tap` CLI pointed at
-neutron-server, isolation and errors as taas-server's, a clear 503 when taas-server is gone.
+"""Issue 9 on the Neutron lab, a real cloud: Keystone's catalog names neutron-server as the
+`network` service, and neutron-server's own /v2.0/taas/... reaches taas-server through the
+service plugin (taas/neutron_plugin) with the caller's Keystone token, which taas-server
+validates itself. openstacksdk, the `openstack tap` CLI and upstream's own TaaS suites
+(openstacksdk's functional tests, neutron-tempest-plugin's API tests, unchanged) go through
+neutron-server; isolation and errors are taas-server's; a clear 503 when taas-server is gone.
 
 Runs on the package's lab after test_neutron_mirroring.py."""
 
@@ -13,35 +16,54 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openstack
 import pytest
+from openstack.config import OpenStackConfig
 
+from taas.testing.upstream import (
+    SDK_TESTS,
+    TEMPEST_TESTS,
+    all_passed,
+    clean_env,
+    run_sdk_suite,
+    run_tempest_suite,
+)
 from taas.testing.wait import wait_until
 
 from .conftest import NeutronSystem
 from .test_neutron_mirroring import frame, probes
 
 pytestmark = pytest.mark.ovs
-MEMBER_B = {"X-Project-Id": "project-b", "X-Roles": "member", "X-User-Id": "user-b"}
+
+
+@pytest.fixture(scope="module")
+def member_b(nsys: NeutronSystem) -> dict[str, str]:
+    """Headers of a member of project-b (a project with nothing in it), a Keystone token."""
+    if "b-member" not in nsys.ks.users:
+        nsys.ks.add_user("b-member", "project-b", ["member"])
+    return {"X-Auth-Token": nsys.ks.token("b-member")}
 
 
 @pytest.fixture(scope="module")
 def sdk(nsys: NeutronSystem) -> Iterator[Any]:
-    """openstacksdk against neutron-server (noauth: any token; admin)."""
-    conn = openstack.connect(auth_type="admin_token",
-                             auth={"endpoint": nsys.lab.state["neutron"]["url"], "token": "x"})
+    """openstacksdk as project-a's member, from the lab's clouds.yaml: Keystone login, the
+    catalog's network endpoint (neutron-server)."""
+    config = OpenStackConfig(config_files=[nsys.lab.state["keystone"]["clouds_yaml"]])
+    conn = openstack.connection.Connection(config=config.get_one("project-a"))
+    assert conn.network.get_endpoint().startswith(nsys.lab.state["neutron"]["url"] + "/")
     yield conn
     conn.close()
 
 
 def osc(nsys: NeutronSystem, *args: str) -> Any:
-    """The real `openstack` CLI against neutron-server; parsed JSON output."""
-    cp = subprocess.run(["openstack", "--os-auth-type", "admin_token", "--os-endpoint",
-                         nsys.lab.state["neutron"]["url"], "--os-token", "x", *args,
-                         "-f", "json"], capture_output=True, text=True, timeout=120)
+    """The real `openstack` CLI as project-a's member (the lab's clouds.yaml); parsed JSON."""
+    env = clean_env(OS_CLIENT_CONFIG_FILE=nsys.lab.state["keystone"]["clouds_yaml"])
+    cp = subprocess.run(["openstack", "--os-cloud", "project-a", *args, "-f", "json"],
+                        capture_output=True, text=True, timeout=120, env=env)
     assert cp.returncode == 0, cp.stderr
     return json.loads(cp.stdout) if cp.stdout.strip() else None
 
@@ -51,15 +73,15 @@ def test_extensions_registered_in_neutron(nsys: NeutronSystem) -> None:
     assert {"taas", "taas-vlan-filter", "tap-mirror"} <= aliases
 
 
-def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any) -> None:
+def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any,
+                                     member_b: dict[str, str]) -> None:
     lab = nsys.lab
     # vm6 (host3) as the monitor: the mirroring tests' service still holds `mon`.
     mon, vm1, vm3 = lab.vm("vm6"), lab.vm("vm1"), lab.vm("vm3")
-    ts = sdk.network.create_tap_service(name="via-neutron", port_id=mon.port_id,
-                                        project_id="project-a")
+    ts = sdk.network.create_tap_service(name="via-neutron", port_id=mon.port_id)
+    assert ts.project_id == nsys.project("project-a")  # the member's, from its token
     tf = sdk.network.create_tap_flow(name="via-neutron", tap_service_id=ts.id,
-                                     source_port=vm1.port_id, direction="OUT",
-                                     project_id="project-a")
+                                     source_port=vm1.port_id, direction="OUT")
     assert sdk.network.update_tap_service(ts, name="renamed").name == "renamed"
     assert ts.id in {s.id for s in sdk.network.tap_services()}
     assert sdk.network.get_tap_flow(tf.id).source_port == vm1.port_id
@@ -72,22 +94,29 @@ def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any) -> None:
         lab.send_frames("vm1", [probe])
         cap.wait_for(1, timeout=5, match=lambda f: f == probe)
     assert probes(cap.frames) == [probe]
-    # Another project's member: exactly what taas-server itself answers.
-    via = nsys.neutron.get(f"/v2.0/taas/tap_services/{ts.id}", headers=MEMBER_B)
-    direct = nsys.taas.get(f"/v2.0/taas/tap_services/{ts.id}", headers=MEMBER_B)
+    # Another project's member, with its own Keystone token: exactly what taas-server itself
+    # answers (its show, another project's port in a flow, another project's tap service).
+    via = nsys.neutron.get(f"/v2.0/taas/tap_services/{ts.id}", headers=member_b)
+    direct = nsys.taas.get(f"/v2.0/taas/tap_services/{ts.id}", headers=member_b)
     assert via.status_code == direct.status_code == 404
     assert via.json() == direct.json()
     assert via.json()["NeutronError"]["type"] == "TapServiceNotFound"
-    body = {"tap_flow": {"tenant_id": "project-b", "tap_service_id": ts.id,
-                         "source_port": lab.vm("vm5").port_id, "direction": "IN"}}
-    via = nsys.neutron.post("/v2.0/taas/tap_flows", headers=MEMBER_B, json=body)
-    direct = nsys.taas.post("/v2.0/taas/tap_flows", headers=MEMBER_B, json=body)
+    assert nsys.neutron.get("/v2.0/taas/tap_services", headers=member_b).json() == \
+        {"tap_services": []}
+    body = {"tap_flow": {"tap_service_id": ts.id, "source_port": lab.vm("vm5").port_id,
+                         "direction": "IN"}}
+    via = nsys.neutron.post("/v2.0/taas/tap_flows", headers=member_b, json=body)
+    direct = nsys.taas.post("/v2.0/taas/tap_flows", headers=member_b, json=body)
     assert via.status_code == direct.status_code and via.status_code in (403, 404)
     assert via.json() == direct.json()
+    # No token, a garbage token: Neutron's own 401 (keystonemiddleware), nothing forwarded.
+    bare = httpx.get(f"{lab.state['neutron']['url']}/v2.0/taas/tap_services", timeout=30)
+    assert bare.status_code == 401
+    forged = nsys.neutron.get("/v2.0/taas/tap_services", headers={"X-Auth-Token": "x" * 40})
+    assert forged.status_code == 401
     # Tap mirrors.
     tm = sdk.network.create_tap_mirror(name="gre", port_id=vm3.port_id, remote_ip="192.0.2.10",
-                                       directions={"IN": 101, "OUT": 102}, mirror_type="gre",
-                                       project_id="project-a")
+                                       directions={"IN": 101, "OUT": 102}, mirror_type="gre")
     assert tm.id in {m.id for m in sdk.network.tap_mirrors()}
     sdk.network.delete_tap_mirror(tm)
     # The openstack CLI.
@@ -108,6 +137,27 @@ def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any) -> None:
     sdk.network.delete_tap_flow(tf)
     sdk.network.delete_tap_service(ts)
     nsys.wait_gone("tap_services", ts.id)
+
+
+def test_openstacksdk_functional_taas_tests_through_neutron(nsys: NeutronSystem,
+                                                            tmp_path: Path) -> None:
+    """openstacksdk's functional TaaS tests, unchanged, with neutron-server as the catalog's
+    network endpoint: networks and ports are Neutron's, made by the tests a moment before
+    their tap services (taas-server reads such a port from Neutron ahead of its
+    notification)."""
+    for user, project in (("a-member", "project-a"), ("b-member", "project-b")):
+        if user not in nsys.ks.users:
+            nsys.ks.add_user(user, project, ["member"])
+    counts = run_sdk_suite(nsys.ks, "a-member", "b-member", tmp_path)
+    assert counts == all_passed(SDK_TESTS)
+
+
+def test_neutron_tempest_plugin_taas_api_tests_through_neutron(nsys: NeutronSystem,
+                                                               tmp_path: Path) -> None:
+    """neutron-tempest-plugin's TaaS API tests, unchanged, against neutron-server's endpoint
+    (tempest's dynamic credentials: a new project and member per test class)."""
+    counts = run_tempest_suite(nsys.ks, tmp_path)
+    assert counts == all_passed(TEMPEST_TESTS)
 
 
 def test_taas_server_down_is_a_clear_503(nsys: NeutronSystem) -> None:

@@ -5,6 +5,8 @@ anti-spoofing)."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 from taas.agent.ovs.compile import BridgeFacts, compile_host
 from taas.agent.ovs.tables import BR_INT
@@ -55,3 +57,30 @@ def test_hook_table_moves_the_hooks_only() -> None:
     assert in_ports == {"in_port=5", "in_port=2"}  # the source, patch-tun
     assert all(f.actions.endswith(",NORMAL") for f in hooks)
     assert {f.priority for f in flows if f.table == 0} == {320, 310}  # deliver, drop
+
+
+def test_plugin_forwards_the_callers_identity() -> None:
+    """The service plugin, in neutron-server's own Python (Debian's): a Keystone caller's token
+    is forwarded as is; a noauth caller's project and roles go as X-Project-Id/X-Roles, with
+    [taas_server] token as the credential (the Neutron lab covers only the Keystone path)."""
+    code = """
+import json, types
+from oslo_config import cfg
+from taas.neutron_plugin.plugin import TaasProxyPlugin as P
+ks = types.SimpleNamespace(auth_token="tok", project_id="p1", roles=["member"], is_admin=False)
+noauth = types.SimpleNamespace(auth_token=None, project_id="p2", roles=[], is_admin=True)
+out = [P._headers(None, ks)]
+cfg.CONF([], project="neutron", default_config_files=[])
+cfg.CONF.set_override("token", "static", "taas_server")
+out.append(P._headers(None, noauth))
+print(json.dumps(out))
+"""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cp = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                        env=env, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    keystone, noauth = json.loads(cp.stdout)
+    assert keystone == {"Accept": "application/json", "X-Auth-Token": "tok",
+                        "X-Project-Id": "p1", "X-Roles": "member"}
+    assert noauth == {"Accept": "application/json", "X-Auth-Token": "static",
+                      "X-Project-Id": "p2", "X-Roles": "admin"}

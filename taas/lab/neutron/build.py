@@ -1,6 +1,7 @@
 """`taas lab up --neutron`: the ordinary lab (hosts, underlay, VM namespaces) with a real
-Neutron control plane and neutron-openvswitch-agents taking br-int/br-tun over, VMs plugged as
-Neutron ports the way os-vif does, taas-server in Neutron mode and one taas-agent per host.
+cloud's control plane (Keystone, neutron-server, RabbitMQ) and neutron-openvswitch-agents taking
+br-int/br-tun over, VMs plugged as Neutron ports the way os-vif does, taas-server in Neutron mode
+behind Keystone and one taas-agent per host.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 import httpx
 
 from taas.lab import Lab
-from taas.lab.neutron.control import ControlPlane, NeutronLabError, _run, _wait, check_installed
+from taas.lab.keystone import REGION, Keystone, User
+from taas.lab.neutron.control import (
+    KEYSTONE_PORT,
+    ControlPlane,
+    NeutronLabError,
+    _run,
+    _wait,
+    check_installed,
+)
 
 # taas-agent beside neutron-openvswitch-agent (noop firewall): copies are made in the table the
 # agent's pipeline reaches only with frames that passed its anti-spoofing tables (table 0 ->
@@ -44,10 +53,10 @@ def _take_over_switches(h: dict[str, Any]) -> None:
 
 
 class _Neutron:
-    """A small noauth client of neutron-server (admin context: bodies name the project)."""
+    """A small client of neutron-server as the cloud admin (bodies name the project)."""
 
-    def __init__(self, url: str) -> None:
-        self.c = httpx.Client(base_url=url, timeout=60)
+    def __init__(self, url: str, token: str) -> None:
+        self.c = httpx.Client(base_url=url, headers={"X-Auth-Token": token}, timeout=60)
 
     def close(self) -> None:
         self.c.close()
@@ -124,8 +133,9 @@ def _refresh_ports(lab: Lab) -> None:
         h["local_vlans"][v["network_id"]] = v["local_vlan"]
 
 
-def wait_ports_active(api_url: str, port_ids: Sequence[str], timeout: float = 120) -> None:
-    with httpx.Client(base_url=api_url, timeout=10) as c:
+def wait_ports_active(api_url: str, port_ids: Sequence[str], timeout: float = 120,
+                      token: str = "") -> None:
+    with httpx.Client(base_url=api_url, headers={"X-Auth-Token": token}, timeout=10) as c:
         def active() -> bool:
             r = c.get("/v2.0/ports", params={"fields": ["id", "status"]})
             st = {p["id"]: p["status"] for p in r.json()["ports"]}
@@ -187,33 +197,71 @@ def _build(lab: Lab, agents: bool, agent_args: Sequence[str], say: Callable[[str
     with ThreadPoolExecutor(max_workers=len(s["hosts"])) as ex:
         list(ex.map(_take_over_switches, s["hosts"]))
     conf = cp.write_neutron_config(cp.start_postgres())
-    cp.migrate(conf)
+    projects = sorted({n["project_id"] for n in s["networks"]})
+    with ThreadPoolExecutor(max_workers=1) as ex:  # Keystone's db_sync beside Neutron's
+        keystone = ex.submit(cp.start_keystone, projects)
+        cp.migrate(conf)
+        ks = keystone.result()
+    _record_keystone(lab, ks)
     cp.wait_rabbit()
-    cp.start_neutron_server(conf)
+    cp.start_neutron_server([*conf, *cp.write_authtoken_config()])
     t = time.monotonic()
     s["neutron"]["agents"] = [{"host": h["name"], "pid": cp.start_agent(h)} for h in s["hosts"]]
     cp.start_taas_server()
-    s["server"] = {"url": cp.taas_url, "token": cp.tokens["admin"],
-                   "service_token": cp.tokens["service"], "pid": cp.taas_server_pid,
+    s["server"] = {"url": cp.taas_url, "token": cp.admin_token, "pid": cp.taas_server_pid,
                    "networks": [], "ports": []}
     lab.save()
     cp.wait_agents([h["name"] for h in s["hosts"]])
     cp.timings["neutron_agents"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
-    api = _Neutron(cp.neutron_url)
+    api = _Neutron(cp.neutron_url, cp.admin_token)
     try:
         _create_ports(lab, api)
     finally:
         api.close()
     lab.save()
-    wait_ports_active(cp.neutron_url, [v["port_id"] for v in s["vms"]])
+    wait_ports_active(cp.neutron_url, [v["port_id"] for v in s["vms"]], token=cp.admin_token)
     cp.timings["ports"] = round(time.monotonic() - t, 1)
     _refresh_ports(lab)
     lab.save()
     if agents:
-        lab.start_agents(cp.taas_url, cp.tokens["service"],
-                         extra_args=[*TAAS_AGENT_ARGS, *agent_args])
+        agent = ks.users["taas-agent"]
+        login = ["--os-auth-url", ks.auth_url, "--os-username", agent.name,
+                 "--os-password", agent.password, "--os-project-name", agent.project]
+        lab.start_agents(cp.taas_url, "-", extra_args=[*TAAS_AGENT_ARGS, *login, *agent_args])
         _wait_taas(lab)
+
+
+def _record_keystone(lab: Lab, ks: Keystone) -> None:
+    """The spec's projects become Keystone's (networks and VMs get their ids); the state file
+    gets Keystone's URLs and users, the admin's token (neutron.token, server.token) and a
+    clouds.yaml beside it: one cloud `admin`, one per project (its `<project>-member`)."""
+    s = lab.state
+    ids = {n["project_id"]: ks.project_id(n["project_id"]) for n in s["networks"]}
+    for item in (*s["networks"], *s["vms"]):
+        item["project_id"] = ids[item["project_id"]]
+    ks.users["admin"] = User("admin", ks.admin_password, "admin", ["admin"])
+    clouds = ks.clouds_yaml(Path(s["lab_dir"]) / "clouds.yaml",
+                            {"admin": "admin", **{p: f"{p}-member" for p in ids}})
+    s["keystone"] = {
+        "url": ks.url, "auth_url": ks.auth_url, "region": REGION, "clouds_yaml": str(clouds),
+        "projects": dict(ks.projects), "admin_password": ks.admin_password,
+        "users": {u.name: {"password": u.password, "project": u.project, "roles": u.roles,
+                           "id": u.id} for u in ks.users.values()}}
+    s["neutron"]["token"] = ks.admin_token()
+    lab.save()
+
+
+def keystone_of(lab: Lab) -> Keystone:
+    """The lab's Keystone, to add users and issue tokens (as its admin)."""
+    k = lab.state["keystone"]
+    ks = Keystone(workdir=Path(lab.state["lab_dir"]) / "ctl" / "keystone", port=KEYSTONE_PORT,
+                  db_url="", netns=lab.state["neutron"]["netns"], public_url=k["url"],
+                  admin_password=k["admin_password"])
+    ks.projects = dict(k["projects"])
+    ks.users = {n: User(n, u["password"], u["project"], list(u["roles"]), u.get("id", ""))
+                for n, u in k["users"].items()}
+    return ks
 
 
 def move_vm(lab: Lab, vm: str, host: str, timeout: float = 60) -> None:
@@ -227,7 +275,7 @@ def move_vm(lab: Lab, vm: str, host: str, timeout: float = 60) -> None:
     _ovs(old, "--", "--if-exists", "del-port", "br-int", tap)
     _run(["ip", "-n", old["netns"], "link", "set", tap, "netns", new["netns"]])
     _run(["ip", "-n", new["netns"], "link", "set", tap, "up"])
-    api = _Neutron(s["neutron"]["url"])
+    api = _Neutron(s["neutron"]["url"], s["neutron"]["token"])
     try:
         api.call("PUT", f"/v2.0/ports/{v['port_id']}", {"port": {"binding:host_id": host}})
     finally:
@@ -240,7 +288,7 @@ def move_vm(lab: Lab, vm: str, host: str, timeout: float = 60) -> None:
         return tag.isdigit() and 0 < int(tag) < 4095
 
     _wait(f"{vm} wired on {host}", wired, timeout, interval=0.2)
-    wait_ports_active(s["neutron"]["url"], [v["port_id"]], timeout)
+    wait_ports_active(s["neutron"]["url"], [v["port_id"]], timeout, s["neutron"]["token"])
     _refresh_ports(lab)
     lab.save()
 

@@ -1,6 +1,7 @@
 """The Neutron lab's control plane: one namespace `tlab-<lab>-ctl` holding PostgreSQL,
-RabbitMQ, neutron-server (ML2/OVS, noauth) and taas-server (port_backend = neutron), plus one
-neutron-openvswitch-agent inside each host namespace (docs/neutron.md, "The Neutron lab").
+RabbitMQ, Keystone, neutron-server (ML2/OVS, auth_strategy keystone) and taas-server
+(auth_strategy keystone, port_backend = neutron), plus one neutron-openvswitch-agent inside each
+host namespace (docs/neutron.md, "The Neutron lab").
 
 Everything runs inside the lab's namespaces, so `taas lab down` (which kills every process in
 them) removes it. Neutron runs on Debian's own python (/usr/bin/python3, OpenStack Zed
@@ -20,18 +21,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from taas.lab.keystone import Keystone
+
 DEBIAN_PY = "/usr/bin/python3"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 NEUTRON_PORT = 9696
 TAAS_PORT = 9697
+KEYSTONE_PORT = 5000
+# Keystone tokens of the lab (the state file keeps the admin's) live as long as a lab may.
+TOKEN_LIFETIME = 30 * 86400
 AMQP_PORT = 5672
 RABBIT_USER = "taas"
 # The OpenFlow controller every neutron agent listens on inside its host namespace.
 OF_LISTEN_PORT = 6633
 # Neutron's tenant VNI range in the lab; the taas range (16_003_900..) is far above it.
 NEUTRON_VNI_RANGE = "1:65535"
-REQUIRED = ("neutron-server", "neutron-openvswitch-agent", "neutron-db-manage")
+REQUIRED = ("neutron-server", "neutron-openvswitch-agent", "neutron-db-manage",
+            "keystone-manage", "uwsgi")
 REPO = Path(__file__).resolve().parents[3]
 # The TaaS service plugin loaded into neutron-server (issue 9): /v2.0/taas/... -> taas-server.
 PLUGIN = "taas.neutron_plugin.plugin.TaasProxyPlugin"
@@ -103,7 +110,9 @@ class ControlPlane:
         self.timings: dict[str, float] = {}
         self.neutron_url = ""
         self.taas_url = ""
-        self.tokens: dict[str, str] = {}
+        self.keystone_url = ""
+        self.keystone: Keystone | None = None
+        self.admin_token = ""
 
     # -- namespace and relay -------------------------------------------------------------------
     def create_namespace(self) -> None:
@@ -113,7 +122,8 @@ class ControlPlane:
 
     def start_relay(self) -> None:
         """neutron-server and taas-server for the root namespace, RabbitMQ for the hosts."""
-        specs = [f"-,127.0.0.1,0,{NEUTRON_PORT}", f"-,127.0.0.1,0,{TAAS_PORT}"]
+        specs = [f"-,127.0.0.1,0,{NEUTRON_PORT}", f"-,127.0.0.1,0,{TAAS_PORT}",
+                 f"-,127.0.0.1,0,{KEYSTONE_PORT}"]
         specs += [f"{h['netns']},127.0.0.1,{AMQP_PORT},{AMQP_PORT}" for h in self.hosts]
         env = dict(os.environ)
         repo = str(Path(__file__).resolve().parents[3])
@@ -130,8 +140,9 @@ class ControlPlane:
         ports = json.loads(line)
         self.neutron_url = f"http://127.0.0.1:{ports[0]}"
         self.taas_url = f"http://127.0.0.1:{ports[1]}"
+        self.keystone_url = f"http://127.0.0.1:{ports[2]}"
 
-    # -- PostgreSQL (neutron's database) --------------------------------------------------------
+    # -- PostgreSQL (Neutron's and Keystone's databases) -----------------------------------------
     def start_postgres(self) -> str:
         t0 = time.monotonic()
         pg = self.dir / "pg"
@@ -147,8 +158,11 @@ class ControlPlane:
                 "-c full_page_writes=off -c max_connections=200")
         _run(_ns(self.ns, [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(pg / "data"), "-l",
                            str(pg / "postgres.log"), "-o", opts, "-w", "-t", "60", "start"]))
-        _run([*as_pg, "psql", "-h", str(sock), "-U", "postgres", "-qc", "CREATE DATABASE neutron"])
+        for db in ("neutron", "keystone"):
+            _run([*as_pg, "psql", "-h", str(sock), "-U", "postgres", "-qc",
+                  f"CREATE DATABASE {db}"])
         self.timings["postgres"] = round(time.monotonic() - t0, 1)
+        self.pg_sock = sock
         return f"postgresql+psycopg2://postgres@/neutron?host={sock}"
 
     # -- RabbitMQ ---------------------------------------------------------------------------------
@@ -184,6 +198,42 @@ class ControlPlane:
                            "120"]), env=self._rabbit_env(), timeout=150)
         self.timings["rabbitmq"] = round(time.monotonic() - self._rabbit_t0, 1)
 
+    # -- Keystone -------------------------------------------------------------------------------
+    def start_keystone(self, projects: list[str]) -> Keystone:
+        """Keystone in this namespace on :5000 (database on the lab's PostgreSQL): the bootstrap
+        admin; service users `neutron` (keystonemiddleware), `taas` (taas-server: validates
+        tokens, reads Neutron as admin) and `taas-agent`; one `<project>-member` per project.
+        Catalog: identity and network, public = the relayed URLs the root namespace uses,
+        internal = this namespace's (what neutron-server and taas-server use)."""
+        t0 = time.monotonic()
+        work = self.dir / "keystone"
+        work.mkdir(parents=True, exist_ok=True)
+        ks = Keystone(workdir=work, port=KEYSTONE_PORT,
+                      db_url=f"postgresql+psycopg2://postgres@/keystone?host={self.pg_sock}",
+                      netns=self.ns, public_url=self.keystone_url,
+                      internal_url=f"http://127.0.0.1:{KEYSTONE_PORT}",
+                      token_expiration=TOKEN_LIFETIME)
+        ks.setup()
+        ks.start(timeout=120)
+        ks.add_user("neutron", "service", ["service"])
+        ks.add_user("taas", "service", ["service", "admin"])
+        ks.add_user("taas-agent", "service", ["service"])
+        for project in projects:
+            ks.add_user(f"{project}-member", project, ["member"])
+        ks.set_network_endpoint(self.neutron_url, name="neutron",
+                                internal_url=f"http://127.0.0.1:{NEUTRON_PORT}")
+        self.admin_token = ks.admin_token()
+        self.keystone = ks
+        self.timings["keystone"] = round(time.monotonic() - t0, 1)
+        return ks
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.admin_token}
+
+    def _internal_auth_url(self) -> str:
+        return f"http://127.0.0.1:{KEYSTONE_PORT}/v3"
+
     # -- neutron-server -------------------------------------------------------------------------
     def write_neutron_config(self, db_url: str) -> list[str]:
         state = self.dir / "neutron-state"
@@ -192,7 +242,7 @@ class ControlPlane:
         neutron_conf.write_text(f"""[DEFAULT]
 bind_host = 127.0.0.1
 bind_port = {NEUTRON_PORT}
-auth_strategy = noauth
+auth_strategy = keystone
 core_plugin = ml2
 service_plugins = {PLUGIN}
 api_extensions_path = {PLUGIN_EXTENSIONS}
@@ -204,7 +254,7 @@ notify_nova_on_port_status_changes = False
 notify_nova_on_port_data_changes = False
 transport_url = {self.transport_url}
 state_path = {state}
-api_paste_config = {self._api_paste()}
+api_paste_config = /etc/neutron/api-paste.ini
 global_physnet_mtu = 1500
 [database]
 connection = {db_url}
@@ -232,17 +282,27 @@ firewall_driver = noop
 """)
         return ["--config-file", str(neutron_conf), "--config-file", str(ml2)]
 
-    def _api_paste(self) -> Path:
-        """Debian's api-paste.ini with the noauth identity taken from the request headers
-        (taas/neutron_plugin/lab_context.py): without it every caller that names a project
-        is admin, and tenant isolation through neutron-server could not be tested."""
-        text = Path("/etc/neutron/api-paste.ini").read_text()
-        text = text.replace(" fake_project_id ", " taas_lab_context ", 1)
-        text += ("\n[filter:taas_lab_context]\npaste.filter_factory = "
-                 "taas.neutron_plugin.lab_context:HeaderContext.factory\n")
-        path = self.dir / "api-paste.ini"
-        path.write_text(text)
-        return path
+    def write_authtoken_config(self) -> list[str]:
+        """keystonemiddleware's section (once Keystone has the `neutron` user)."""
+        conf = self.dir / "neutron-keystone.conf"
+        conf.write_text(f"""[keystone_authtoken]
+www_authenticate_uri = {self.keystone_url}/v3
+auth_url = {self._internal_auth_url()}
+auth_type = password
+username = neutron
+password = {self._password("neutron")}
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+region_name = RegionOne
+interface = internal
+""")
+        conf.chmod(0o600)
+        return ["--config-file", str(conf)]
+
+    def _password(self, user: str) -> str:
+        assert self.keystone is not None
+        return self.keystone.users[user].password
 
     def migrate(self, conf: list[str]) -> None:
         t0 = time.monotonic()
@@ -260,7 +320,8 @@ firewall_driver = noop
 
         def up() -> bool:
             try:
-                return httpx.get(f"{self.neutron_url}/v2.0/networks", timeout=2).status_code == 200
+                return httpx.get(f"{self.neutron_url}/v2.0/networks", headers=self.headers,
+                                 timeout=5).status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -318,7 +379,7 @@ enable_security_group = False
 
         def alive() -> bool:
             try:
-                r = httpx.get(f"{self.neutron_url}/v2.0/agents",
+                r = httpx.get(f"{self.neutron_url}/v2.0/agents", headers=self.headers,
                               params={"agent_type": "Open vSwitch agent"}, timeout=5)
             except httpx.HTTPError:
                 return False
@@ -329,21 +390,22 @@ enable_security_group = False
 
     # -- taas-server ---------------------------------------------------------------------------
     def start_taas_server(self) -> None:
+        """taas-server with Keystone: callers' tokens validated, Neutron read as user `taas`,
+        its endpoint found in the catalog (internal interface)."""
         t0 = time.monotonic()
-        self.tokens = {"admin": secrets.token_hex(16), "service": secrets.token_hex(16)}
-        tokens_file = self.dir / "taas-tokens.json"
-        tokens_file.write_text(json.dumps({"tokens": {
-            self.tokens["admin"]: {"project_id": "admin", "roles": ["admin"]},
-            self.tokens["service"]: {"project_id": "service", "roles": ["service"]}}}))
         cfg = self.dir / "taas-server.json"
+        password = self._password("taas")
         cfg.write_text(json.dumps({
             "host": "127.0.0.1", "port": TAAS_PORT, "db_url": f"sqlite:///{self.dir}/taas.sqlite",
-            "tokens_file": str(tokens_file), "port_backend": "neutron",
-            # Like the lab's Neutron: the caller's X-Project-Id/X-Roles are trusted (the
-            # neutron-server plugin forwards them); no header = admin. Keystone: issue 7.
-            "auth_strategy": "noauth",
-            "neutron_url": f"http://127.0.0.1:{NEUTRON_PORT}",
+            "auth_strategy": "keystone", "keystone_auth_url": self._internal_auth_url(),
+            "keystone_username": "taas", "keystone_password": password,
+            "keystone_project_name": "service",
+            "port_backend": "neutron",
+            "neutron": {"auth_url": self._internal_auth_url(), "username": "taas",
+                        "password": password, "project_name": "service",
+                        "interface": "internal"},
             "neutron_transport_url": self.transport_url}))
+        cfg.chmod(0o600)
         env = dict(os.environ)
         repo = str(REPO)
         env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

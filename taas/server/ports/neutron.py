@@ -30,19 +30,20 @@ import time
 import zlib
 from typing import Any
 
-import httpx
+import requests
 
 from taas.server.config import Settings
 from taas.server.db.models import Network, Port
 from taas.server.db.repositories import AgentRepository, NetworkRepository, PortRepository
 from taas.server.db.session import Database, UnitOfWork
 from taas.server.drivers.base import ServiceDriver
+from taas.server.ports.neutron_client import NeutronClient, NeutronUnavailable
 from taas.server.services import errors, lifecycle
 from taas.server.services.inventory import Inventory
 from taas.server.services.tap import TapResources, now
 
 LOG = logging.getLogger(__name__)
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+READ_THROUGH_TIMEOUT = 5.0  # seconds
 TUNNEL_TYPES = ("vxlan", "geneve", "gre")
 NET_FIELDS = ("id", "project_id", "name", "description", "admin_state_up",
               "provider:network_type", "provider:segmentation_id")
@@ -61,6 +62,7 @@ class NeutronInventory(Inventory):
                  db: Database) -> None:
         super().__init__(settings, driver, taps)
         self.sync = NeutronSync(self, db, settings)
+        taps.port_miss = self.sync.read_through
 
     def start(self) -> None:
         self.sync.start()
@@ -181,9 +183,7 @@ class NeutronSync:
         self.inv = inventory
         self.db = db
         self.settings = settings
-        headers = {"X-Auth-Token": settings.neutron_token} if settings.neutron_token else {}
-        self.http = httpx.Client(base_url=str(settings.neutron_url).rstrip("/"),
-                                 headers=headers, timeout=30)
+        self.http = NeutronClient(settings)
         self.events: queue.Queue[tuple[str, str, bool] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -265,8 +265,8 @@ class NeutronSync:
             self.events.put(event)
 
     # ---- work -------------------------------------------------------------------------------
-    def _get(self, path: str, **params: Any) -> httpx.Response:
-        return self.http.get(path, params=params)
+    def _get(self, path: str, **params: Any) -> Any:
+        return self.http.get(path, **params)
 
     def full_sync(self) -> None:
         t0 = time.monotonic()
@@ -294,16 +294,41 @@ class NeutronSync:
         r.raise_for_status()
         return list(r.json()[key])
 
+    def fetch(self, kind: str, obj_id: str, timeout: float | None = None
+              ) -> dict[str, Any] | None:
+        """Neutron's network or port `obj_id` (None: it does not exist)."""
+        plural = "networks" if kind == "network" else "ports"
+        fields = NET_FIELDS if kind == "network" else PORT_FIELDS
+        r = self.http.get(f"/v2.0/{plural}/{obj_id}", timeout=timeout, fields=list(fields))
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return dict(r.json()[kind])
+
+    def read_through(self, uow: UnitOfWork, port_id: str) -> Port | None:
+        """A port the replica does not know yet (created in Neutron a moment ago, its
+        notification still on its way): read it, with its network, into this transaction.
+        Short timeout: the caller's write transaction waits for it."""
+        try:
+            port = self.fetch("port", port_id, timeout=READ_THROUGH_TIMEOUT)
+            if port is None:
+                return None
+            if NetworkRepository(uow.session).get(port["network_id"]) is None:
+                net = self.fetch("network", port["network_id"], timeout=READ_THROUGH_TIMEOUT)
+                if net is None or not self.inv.put_network(uow, net):
+                    return None
+                uow.session.flush()
+        except (NeutronUnavailable, requests.RequestException, ValueError, KeyError) as exc:
+            LOG.warning("cannot read port %s from Neutron: %s", port_id, exc)
+            return None
+        self.inv.put_port(uow, port)
+        uow.session.flush()
+        LOG.info("port %s read from Neutron ahead of its notification", port_id)
+        return PortRepository(uow.session).get(port_id)
+
     def apply(self, kind: str, obj_id: str, deleted: bool) -> None:
         """One object changed in Neutron: read it back (or drop it) in one transaction."""
-        plural = "networks" if kind == "network" else "ports"
-        data = None
-        if not deleted:
-            fields = NET_FIELDS if kind == "network" else PORT_FIELDS
-            r = self._get(f"/v2.0/{plural}/{obj_id}", fields=list(fields))
-            if r.status_code != 404:
-                r.raise_for_status()
-                data = r.json()[kind]
+        data = None if deleted else self.fetch(kind, obj_id)
         with self.db.write() as uow:
             if kind == "network":
                 if data is None:

@@ -75,6 +75,8 @@ class TapResources:
         self._mirrors = _Kind("tap_mirror", TapMirror, d.create_tap_mirror_postcommit,
                               d.delete_tap_mirror_precommit, d.delete_tap_mirror_postcommit)
         self.changes = projection.Changes(driver.notifier, driver.is_postgres)
+        # A port backend's read-through for port ids its replica does not know (yet).
+        self.port_miss: Callable[[UnitOfWork, str], Port | None] | None = None
 
     # ---- shared helpers -------------------------------------------------------------
 
@@ -116,9 +118,10 @@ class TapResources:
         except Exception:  # noqa: BLE001 - delivery is level-triggered; the next change heals
             LOG.exception("%s failed for %s", getattr(hook, "__name__", hook), row.id)
 
-    @staticmethod
-    def _owned_port(session: Session, port_id: str, project: str) -> Port:
-        port = PortRepository(session).get(port_id)
+    def _owned_port(self, uow: UnitOfWork, port_id: str, project: str) -> Port:
+        port = PortRepository(uow.session).get(port_id)
+        if port is None and self.port_miss is not None:
+            port = self.port_miss(uow, port_id)
         if port is None:
             raise errors.PortNotFound(f"Port {port_id} could not be found")
         if port.project_id != project:
@@ -134,7 +137,7 @@ class TapResources:
         project = ctx.authorize_create("tap_service", attrs, body)
         session = uow.session
         self.quotas.reserve(session, project, "tap_service")
-        port = self._owned_port(session, attrs["port_id"], project)
+        port = self._owned_port(uow, attrs["port_id"], project)
         repo = TapServiceRepository(session)
         if repo.active_for_port(port.id) is not None:
             raise errors.PortInUseAsTapServiceDestination(
@@ -228,7 +231,7 @@ class TapResources:
             raise errors.TapServiceNotBelongToTenant(
                 f"Tap Service {service.id} does not belong to project {project}"
             )
-        port = self._owned_port(session, attrs["source_port"], project)
+        port = self._owned_port(uow, attrs["source_port"], project)
         if port.id == service.port_id:
             raise errors.InvalidInput(
                 f"Port {port.id} is the destination of tap service {service.id}; it cannot also "
@@ -296,7 +299,7 @@ class TapResources:
         project = ctx.authorize_create("tap_mirror", attrs, body)
         session = uow.session
         self.quotas.reserve(session, project, "tap_mirror")
-        port = self._owned_port(session, attrs["port_id"], project)
+        port = self._owned_port(uow, attrs["port_id"], project)
         if AgentRepository(session).host_with_tunnel_ip(attrs["remote_ip"]) is not None:
             # Copies would land in a hypervisor's own tunnel endpoint, not at a collector.
             raise errors.InvalidInput(
