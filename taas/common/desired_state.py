@@ -83,6 +83,9 @@ class TapServiceState:
     vni: int  # tunnel key of the service's copies between hosts (dedicated range)
     dest_host: str | None  # host of the destination port
     dest_tunnel_ip: str | None  # tunnel IP reported by dest_host's agent
+    # Ceilings on everything delivered to the port (None: unlimited; not sent when None).
+    max_pps: int | None = None
+    max_kbps: int | None = None
 
 
 @dataclass(frozen=True, config=TOLERANT)
@@ -120,6 +123,11 @@ class TapFlowState:
     # not sent). A versioned agent older than this field ignores it and copies every frame;
     # an unversioned one (be100a8) refuses the state: filters need upgraded agents.
     tap_filter: TapFilterState | None = None
+    # Truncation of each copy (bytes; None: the whole frame) and ceilings on this flow's
+    # copies (None: unlimited), applied on the source host. Not sent when None (as tap_filter).
+    snaplen: int | None = None
+    max_pps: int | None = None
+    max_kbps: int | None = None
 
 
 @dataclass(frozen=True, config=TOLERANT)
@@ -130,6 +138,9 @@ class TapMirrorState:
     directions: dict[str, int]  # {"IN": 101, "OUT": 102} or {"BOTH": 103}: tunnel key each
     remote_ip: str
     mirror_type: MirrorType
+    snaplen: int | None = None  # as a tap flow's, per direction
+    max_pps: int | None = None
+    max_kbps: int | None = None
 
 
 @dataclass(frozen=True, config=TOLERANT)
@@ -145,9 +156,10 @@ class DesiredState:
     def to_dict(self) -> dict[str, Any]:
         return {
             **_heading(self),
-            "tap_services": [asdict(s) for s in self.tap_services],
-            "tap_flows": [_flow_dict(f) for f in self.tap_flows],
-            "tap_mirrors": [asdict(m) for m in self.tap_mirrors],
+            "tap_services": [_without_nulls(s, LIMIT_KEYS) for s in self.tap_services],
+            "tap_flows": [_without_nulls(f, ("tap_filter", *LIMIT_KEYS))
+                          for f in self.tap_flows],
+            "tap_mirrors": [_without_nulls(m, LIMIT_KEYS) for m in self.tap_mirrors],
             "ports": {pid: asdict(p) for pid, p in self.ports.items()},
         }
 
@@ -162,12 +174,17 @@ def _heading(msg: DesiredState | HostReport) -> dict[str, Any]:
     return {"version": msg.version, "host": msg.host, "revision": msg.revision}
 
 
-def _flow_dict(f: TapFlowState) -> dict[str, Any]:
-    # No key for an unfiltered flow: agents of the unversioned contract (be100a8) refuse
-    # unknown keys; only a filtered flow needs an agent that knows filters.
-    out = asdict(f)
-    if out["tap_filter"] is None:
-        del out["tap_filter"]
+# Optional keys added after the unversioned contract (issue 10).
+LIMIT_KEYS = ("snaplen", "max_pps", "max_kbps")
+
+
+def _without_nulls(obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    # No key for an unset option: agents of the unversioned contract (be100a8) refuse unknown
+    # keys; only a resource that uses the option needs an agent that knows it.
+    out = asdict(obj)
+    for k in keys:
+        if k in out and out[k] is None:
+            del out[k]
     return out
 
 

@@ -26,6 +26,11 @@ from taas.lab.handle import LabHandle
 
 def parse_pcap(data: bytes) -> list[bytes]:
     """Raw frames of a classic pcap file (any byte order, us or ns timestamps)."""
+    return [f for _, f in parse_pcap_records(data)]
+
+
+def parse_pcap_records(data: bytes) -> list[tuple[float, bytes]]:
+    """(timestamp in seconds, raw frame) of each record of a classic pcap file."""
     if len(data) < 24:
         return []
     magic = data[:4]
@@ -35,17 +40,18 @@ def parse_pcap(data: bytes) -> list[bytes]:
         endian = ">"
     else:
         raise ValueError("not a pcap file")
-    frames = []
+    frac = 1e-9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    records = []
     off = 24
     rec = struct.Struct(endian + "IIII")
     while off + 16 <= len(data):
-        _, _, incl, _ = rec.unpack_from(data, off)
+        sec, sub, incl, _ = rec.unpack_from(data, off)
         off += 16
         if off + incl > len(data):  # a record still being written
             break
-        frames.append(data[off:off + incl])
+        records.append((sec + sub * frac, data[off:off + incl]))
         off += incl
-    return frames
+    return records
 
 
 _DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
@@ -66,6 +72,7 @@ class Capture:
         self.bpf = bpf
         self.direction = direction
         self.frames: list[bytes] = []
+        self.times: list[float] = []  # tcpdump's timestamp of each of `frames`
         self.dropped = 0  # frames the kernel dropped before tcpdump read them (known at stop)
         self.proc: subprocess.Popen[bytes] | None = None
         self._err = b""
@@ -131,7 +138,12 @@ class Capture:
             self.proc.stderr.close()
             m = _DROPPED.search(self._err.decode(errors="replace"))
             self.dropped = int(m.group(1)) if m else 0
-        self.frames = self.read()
+        try:
+            records = parse_pcap_records(self.path.read_bytes())
+        except (OSError, ValueError):
+            records = list(zip(self.times, self.frames, strict=False))
+        self.times = [t for t, _ in records]
+        self.frames = [f for _, f in records]
         try:
             self.path.unlink()
         except OSError:

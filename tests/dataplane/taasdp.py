@@ -42,23 +42,28 @@ class Taas:
             d.setup()
             self.drivers[h.name] = d
 
-    def service(self, name: str, monitor_vm: str, taas_id: int) -> None:
+    def service(self, name: str, monitor_vm: str, taas_id: int, **limits: int) -> None:
         vm = self.lab.vm(monitor_vm)
         host = self.lab.host(vm.host)
         self.services[name] = TapServiceState(name, vm.project_id, vm.port_id, taas_id,
-                                              VNI_BASE + taas_id, host.name, host.tunnel_ip)
+                                              VNI_BASE + taas_id, host.name, host.tunnel_ip,
+                                              **limits)
 
     def flow(self, name: str, service: str, source_vm: str, direction: str,
-             vlan_filter: str | None = None, tap_filter: TapFilterState | None = None) -> None:
+             vlan_filter: str | None = None, tap_filter: TapFilterState | None = None,
+             **limits: int) -> None:
+        """``limits``: snaplen, max_pps, max_kbps."""
         vm = self.lab.vm(source_vm)
         self.flows[name] = TapFlowState(name, vm.project_id, service, vm.port_id,
-                                        direction, vlan_filter, tap_filter)  # type: ignore[arg-type]
+                                        direction, vlan_filter, tap_filter,  # type: ignore[arg-type]
+                                        **limits)
 
     def mirror(self, name: str, vm_name: str, directions: dict[str, int], remote_ip: str,
-               mirror_type: str) -> None:
+               mirror_type: str, **limits: int) -> None:
         vm = self.lab.vm(vm_name)
         self.mirrors[name] = TapMirrorState(name, vm.project_id, vm.port_id, directions,
-                                            remote_ip, mirror_type)  # type: ignore[arg-type]
+                                            remote_ip, mirror_type,  # type: ignore[arg-type]
+                                            **limits)
 
     def state(self, host: str) -> DesiredState:
         vms = {v.port_id: v for v in self.lab.vms}

@@ -9,7 +9,6 @@ described one by one in docs/pipeline.md. ``copy_vlans`` reads the copy VLANs ba
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -21,14 +20,20 @@ from taas.agent.ovs.flows import (
     Flow,
     FlowSet,
     clone,
+    mark_match,
+    meter,
     output,
+    output_trunc,
     push_vlan,
     resubmit,
+    set_mark,
     set_reg,
     set_tun_id,
     vlan_ranges_to_masks,
     vlan_vid_match,
 )
+from taas.agent.ovs.meters import MeterKey, MeterSpec, limit_keys, limits_error, meters_of
+from taas.agent.ovs.readback import copy_vlans, held_taas_ids, held_vlans
 from taas.agent.ovs.tables import BR_INT, BR_TAP, BR_TUN
 from taas.agent.ports import LocalPort
 from taas.common.desired_state import (
@@ -40,7 +45,7 @@ from taas.common.desired_state import (
 from taas.common.vlans import VLAN_ID_MAX, parse_vlan_filter
 
 __all__ = ["BR_INT", "BR_TAP", "BR_TUN", "BridgeFacts", "Compiled", "compile_host",
-           "copy_vlans", "held_vlans", "static_flows"]
+           "copy_vlans", "held_taas_ids", "held_vlans", "static_flows"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class Compiled:
     statuses: tuple[ResourceStatus, ...]
     taas_ids: tuple[int, ...]  # taas_ids that appear in the flows
     mirror_vlans: dict[tuple[str, str], int]  # local VLAN of each tap-mirror direction
+    # The meters the flows use, per bridge (rate limits: taas/agent/ovs/meters.py)
+    meters: dict[str, frozenset[MeterSpec]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class _Tap:
     ranges: tuple[tuple[int, int], ...] | None  # vlan_filter, None = every frame
     resource: tuple[str, str] = ("", "")  # (kind, id) of the tap flow / tap mirror
     filter_key: int | None = None  # REG_FILTER value of its tap filter's flows (one direction)
+    snaplen: int = 0  # bytes of each copy the exit keeps (0: the whole frame)
+    mark: int = 0  # pkt_mark set on the copy (meter key << 16 | snaplen), 0: none
 
 
 @dataclass
@@ -86,7 +95,10 @@ class _Build:
     flows: FlowSet = field(default_factory=FlowSet)
     statuses: list[ResourceStatus] = field(default_factory=list)
     used_ids: set[int] = field(default_factory=set)
-    copy_actions: dict[int, str] = field(default_factory=dict)  # sink -> its clone(...)
+    copy_actions: dict[tuple[int, int], str] = field(default_factory=dict)  # (sink, mark) ->
+    meters: dict[MeterKey, MeterSpec] = field(default_factory=dict)  # every limit of the state
+    used_meters: dict[str, set[MeterSpec]] = field(
+        default_factory=lambda: {br: set() for br in (BR_INT, BR_TAP, BR_TUN)})
 
     def status(self, kind: str, rid: str, err: str | None) -> None:
         self.statuses.append(ResourceStatus(kind, rid, "ERROR" if err else "ACTIVE", err))  # type: ignore[arg-type]
@@ -96,15 +108,34 @@ class _Build:
         # deliver it), in a stable order so the text is canonical. A filtered tap flow's copy
         # is decided in the FILTER table (its key in REG_FILTER), before anything is copied.
         acts = []
-        for s, key in sorted((t.sink, t.filter_key or 0) for t in taps):
+        for s, key, mark in sorted((t.sink, t.filter_key or 0, t.mark) for t in taps):
             if key:
                 acts.append(clone(set_reg(T.REG_FILTER, key), resubmit(T.INT_FILTER)))
                 continue
-            a = self.copy_actions.get(s)
+            a = self.copy_actions.get((s, mark))
             if a is None:
-                a = self.copy_actions[s] = clone(push_vlan(s), output(self.facts.int_patch_tap))
+                a = self.copy_actions[(s, mark)] = clone(self.tail(s, mark))
             acts.append(a)
         return ",".join(acts) if acts else "drop"
+
+    def tail(self, sink: int, mark: int) -> str:
+        """What makes a copy inside its clone: its pkt_mark (if any), its sink VLAN, br-tap."""
+        steps = [set_mark(mark)] if mark else []
+        return ",".join([*steps, push_vlan(sink), output(self.facts.int_patch_tap)])
+
+    def limited(self, bridge: str, table: T.Table, second: T.Table, prio: int,
+                match: dict[str, str], keys: Iterable[MeterKey], tail: str) -> None:
+        """A flow that passes its copies through the meters of ``keys`` (in the first flow a
+        copy meets after a patch port: see tables.LIMIT_ACTIONS), then does ``tail``. A second
+        meter is in ``second`` (one meter per flow), with the same match."""
+        specs = [self.meters[k] for k in keys if k in self.meters]
+        self.used_meters[bridge].update(specs)
+        if len(specs) < 2:
+            self.flows.add(table, prio, match, ",".join([*(meter(m.meter_id) for m in specs),
+                                                        tail]))
+            return
+        self.flows.add(table, prio, match, f"{meter(specs[0].meter_id)},{resubmit(second)}")
+        self.flows.add(second, prio, match, f"{meter(specs[1].meter_id)},{tail}")
 
 
 def static_flows(f: BridgeFacts) -> dict[str, frozenset[Flow]]:
@@ -195,22 +226,25 @@ def compile_host(
     ``assign_mirror_vlans``); ``reserved_vlans``: mirror-range VLANs of unknown owner on it.
     """
     host = host or desired.host
-    b = _Build(facts)
+    b = _Build(facts, meters=meters_of(desired))
     for br, fs in static_flows(facts).items():
         b.flows.by_bridge[br].update(fs)
     port_err = unwired_ports(desired, ports)
     service_err, remote_path = _services(b, desired, ports, host, port_err)
     taps, remote_used = _tap_flow_rules(b, desired, ports, host, port_err, service_err,
                                         remote_path)
+    taps = _flow_limits(b, desired, taps, remote_path)
     taps = _filters(b, desired, taps)
     assigned = assign_mirror_vlans(desired.tap_mirrors, mirror_vlans, reserved_vlans)
     taps += _tap_mirror_rules(b, desired, ports, port_err, assigned)
-    _remote_paths(b, {t: remote_path[t] for t in remote_used})
+    _deliveries(b, desired, ports, host, service_err, taps)
+    _remote_paths(b, {t: remote_path[t] for t in remote_used}, taps)
     taps = _cap_in_ports(b, taps, ports)
     out_by_src, in_by_net = _copy_tables(b, taps, ports)
     _hooks(b, ports, port_err, out_by_src, in_by_net, continuation, hook_table)
     return Compiled(flows=b.flows.frozen(), statuses=tuple(b.statuses),
-                    taas_ids=tuple(sorted(b.used_ids)), mirror_vlans=assigned)
+                    taas_ids=tuple(sorted(b.used_ids)), mirror_vlans=assigned,
+                    meters={br: frozenset(ms) for br, ms in b.used_meters.items()})
 
 
 def _services(
@@ -224,8 +258,10 @@ def _services(
     remote_path: dict[int, tuple[int, int]] = {}
     f = b.facts
     for s in desired.tap_services:
-        err = None
-        if not 1 <= s.taas_id < T.MIRROR_VLAN_FIRST:
+        err = limits_error(None, s.max_pps, s.max_kbps)
+        if err:
+            pass  # (reported below)
+        elif not 1 <= s.taas_id < T.MIRROR_VLAN_FIRST:
             # Never remapped: a taas_id in the tap mirrors' range would share their VLANs.
             err = (f"taas_id {s.taas_id} is outside 1-{T.MIRROR_VLAN_FIRST - 1}"
                    f" ({T.MIRROR_VLAN_FIRST}-{T.MIRROR_VLAN_LAST} are the tap mirrors' local "
@@ -238,9 +274,7 @@ def _services(
                 err = f"destination {port_err[mon.port_id]}"
             else:
                 t = s.taas_id
-                b.flows.add(T.INT_CLASSIFY, T.PRIO_DELIVER,
-                            {"in_port": str(f.int_patch_tap), "dl_vlan": str(t)},
-                            f"pop_vlan,{output(mon.ofport)}")
+                # (delivery to the monitor port: _deliveries)
                 b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
                             {"in_port": str(f.tap_patch_int), "dl_vlan": str(t)}, "IN_PORT")
                 b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
@@ -296,12 +330,14 @@ def _tap_flow_rules(
             except ValueError as e:
                 err = f"vlan_filter: {e}"
             else:
-                err = _filter_error(f.tap_filter)
+                err = _filter_error(f.tap_filter) or limits_error(f.snaplen, f.max_pps,
+                                                                  f.max_kbps)
             if err is None:
                 taps.append(_Tap(src.port_id, f.direction in ("OUT", "BOTH"),
                                  f.direction in ("IN", "BOTH"), svc.taas_id,
                                  tuple(ranges) if ranges is not None else None,
-                                 ("tap_flow", f.id)))
+                                 ("tap_flow", f.id), snaplen=f.snaplen or 0,
+                                 mark=f.snaplen or 0))
                 b.used_ids.add(svc.taas_id)
                 if svc.taas_id in remote_path:
                     remote_used.add(svc.taas_id)
@@ -338,7 +374,7 @@ def _filters(b: _Build, desired: DesiredState, taps: list[_Tap]) -> list[_Tap]:
                                filter_key=key))
             reg = {T.REG_FILTER: f"{key:#x}"}
             # Already inside the OUT/IN table's clone(): push and output directly.
-            mirror, skip = f"{push_vlan(tap.sink)},{output(b.facts.int_patch_tap)}", "drop"
+            mirror, skip = b.tail(tap.sink, tap.mark), "drop"
             for rule in flt.rules:
                 if rule.direction not in (None, direction):
                     continue
@@ -350,6 +386,58 @@ def _filters(b: _Build, desired: DesiredState, taps: list[_Tap]) -> list[_Tap]:
     return out
 
 
+def _flow_limits(b: _Build, desired: DesiredState, taps: list[_Tap],
+                 remote_path: Mapping[int, tuple[int, int]]) -> list[_Tap]:
+    """Rate-limited tap flows: a key each (numbered in tap flow id order), carried in the
+    copy's pkt_mark to br-tap, whose flow for (sink, key) passes it through the flow's meters
+    and clears the key (the snaplen bits stay for the exit), then forwards it as the sink's
+    flow does. A copy whose key br-tap does not know (yet) is forwarded unmetered."""
+    limited = {f.id for f in desired.tap_flows if f.max_pps or f.max_kbps}
+    keys: dict[str, int] = {}
+    for rid in sorted({t.resource[1] for t in taps if t.resource[1] in limited}):
+        if len(keys) < T.MAX_MARK_KEY:
+            keys[rid] = len(keys) + 1
+    out: list[_Tap] = []
+    f = b.facts
+    for tap in taps:
+        key = keys.get(tap.resource[1])
+        if key is None:
+            out.append(tap)
+            if tap.resource[1] in limited:  # beyond 65,535 limited tap flows on one host
+                b.statuses = [replace(st, status="ERROR",
+                                      reason="too many rate-limited tap flows on this host")
+                              if st.id == tap.resource[1] else st for st in b.statuses]
+            continue
+        mark = key << T.MARK_KEY_SHIFT | tap.snaplen
+        out.append(replace(tap, mark=mark))
+        fwd = output(f.tap_patch_tun) if tap.sink in remote_path else "IN_PORT"
+        b.limited(BR_TAP, T.TAP_CLASSIFY, T.TAP_LIMIT, T.PRIO_TAP_LIMIT,
+                  {"in_port": str(f.tap_patch_int), "dl_vlan": str(tap.sink),
+                   "pkt_mark": mark_match(key << T.MARK_KEY_SHIFT, T.MARK_KEY_MASK)},
+                  limit_keys("tap_flow", tap.resource[1]), f"{set_mark(tap.snaplen)},{fwd}")
+    return [t for t in out if t.resource[1] not in limited or t.resource[1] in keys]
+
+
+def _deliveries(b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort], host: str,
+                service_err: Mapping[str, str], taps: list[_Tap]) -> None:
+    """br-int's delivery of each local service's copies to its monitor port: through the
+    service's meters, and for each snaplen of its local sources' copies (pkt_mark's low
+    bits) truncated at that output. Copies from other hosts come truncated by their source."""
+    f = b.facts
+    for s in desired.tap_services:
+        if s.dest_host != host or s.id in service_err:
+            continue
+        mon, t = ports[s.port_id], s.taas_id
+        base = {"in_port": str(f.int_patch_tap), "dl_vlan": str(t)}
+        keys = limit_keys("tap_service", s.id)
+        b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER, base, keys,
+                  f"pop_vlan,{output(mon.ofport)}")
+        for n in sorted({tap.snaplen for tap in taps if tap.sink == t and tap.snaplen}):
+            b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER_TRUNC,
+                      {**base, "pkt_mark": mark_match(n, T.MARK_SNAPLEN_MASK)}, keys,
+                      f"pop_vlan,{output_trunc(mon.ofport, n + T.POPPED_TAG)}")
+
+
 def _tap_mirror_rules(
     b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort],
     port_err: Mapping[str, str], vlans: Mapping[tuple[str, str], int],
@@ -359,8 +447,10 @@ def _tap_mirror_rules(
     f = b.facts
     for m in desired.tap_mirrors:
         src = ports.get(m.port_id)
-        err = None
-        if src is None:
+        err = limits_error(m.snaplen, m.max_pps, m.max_kbps)
+        if err:
+            pass  # (reported below)
+        elif src is None:
             err = "port not on this host"
         elif src.port_id in port_err:
             err = port_err[src.port_id]
@@ -377,22 +467,33 @@ def _tap_mirror_rules(
                     vlan = vlans[(m.id, d)]
                     taps.append(_Tap(src.port_id, d in ("OUT", "BOTH"), d in ("IN", "BOTH"),
                                      vlan, None, ("tap_mirror", m.id)))
-                    b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
-                                {"in_port": str(f.tap_patch_int), "dl_vlan": str(vlan)},
-                                f"pop_vlan,{output(f.mirror_ports[(m.id, d)])}")
+                    port = f.mirror_ports[(m.id, d)]
+                    # Its meters and truncation in its br-tap flow (its own VLAN: no mark).
+                    exit_ = (output_trunc(port, m.snaplen + T.POPPED_TAG) if m.snaplen
+                             else output(port))
+                    b.limited(BR_TAP, T.TAP_CLASSIFY, T.TAP_LIMIT, T.PRIO_TAP,
+                              {"in_port": str(f.tap_patch_int), "dl_vlan": str(vlan)},
+                              limit_keys("tap_mirror", m.id, d), f"pop_vlan,{exit_}")
         b.status("tap_mirror", m.id, err)
     return taps
 
 
-def _remote_paths(b: _Build, used: Mapping[int, tuple[int, int]]) -> None:
-    """Remote paths actually used by a local source: br-tap -> br-tun -> VXLAN."""
+def _remote_paths(b: _Build, used: Mapping[int, tuple[int, int]], taps: list[_Tap]) -> None:
+    """Remote paths actually used by a local source: br-tap -> br-tun -> VXLAN; copies of a
+    snaplen (pkt_mark's low bits) are truncated at the VXLAN output, before encapsulation,
+    with pkt_mark cleared first (OVS's tunnel routing looks routes up by pkt_mark)."""
     f = b.facts
     for t, (vni, vx) in sorted(used.items()):
         b.flows.add(T.TAP_CLASSIFY, T.PRIO_TAP,
                     {"in_port": str(f.tap_patch_int), "dl_vlan": str(t)}, output(f.tap_patch_tun))
-        b.flows.add(T.TUN_CLASSIFY, T.PRIO_TUN,
-                    {"in_port": str(f.tun_patch_tap), "dl_vlan": str(t)},
+        match = {"in_port": str(f.tun_patch_tap), "dl_vlan": str(t)}
+        b.flows.add(T.TUN_CLASSIFY, T.PRIO_TUN, match,
                     f"pop_vlan,{set_tun_id(vni)},{output(vx)}")
+        for n in sorted({tap.snaplen for tap in taps if tap.sink == t and tap.snaplen}):
+            b.flows.add(T.TUN_CLASSIFY, T.PRIO_TUN_TRUNC,
+                        {**match, "pkt_mark": mark_match(n, T.MARK_SNAPLEN_MASK)},
+                        f"pop_vlan,{set_mark(0)},{set_tun_id(vni)},"
+                        f"{output_trunc(vx, n + T.POPPED_TAG)}")
 
 
 def _cap_in_ports(b: _Build, taps: list[_Tap], ports: Mapping[str, LocalPort]) -> list[_Tap]:
@@ -508,39 +609,3 @@ def _hooks(
                         {"in_port": str(b.facts.int_patch_tun), "dl_vlan": str(net)},
                         clone("pop_vlan", set_reg(T.REG_NET, net), resubmit(T.INT_IN)),
                         continuation)
-
-
-# --- reading copy VLANs back from flows (the inverse of the phases above) --------------------
-
-_SET_VID = re.compile(r"set_field:(\d+)->vlan_vid")
-
-
-def copy_vlans(br: str, f: Flow) -> set[int]:
-    """The copy VLANs (taas_ids, tap mirror VLANs) a taas flow of bridge ``br`` pushes or
-    matches: what ``_services``, ``_tap_mirror_rules`` and ``_remote_paths`` write. Not the VM
-    tags of vlan_filter pieces (OUT/IN tables) nor the tenant local VLANs of br-int's
-    patch-tun hooks: only the matches of copies coming from the taas patch ports.
-
-    tests/unit/test_readback.py compiles states, reads their flows back as text and checks
-    that this finds exactly the compiled taas_ids and mirror VLANs.
-    """
-    if f.table == T.PROBE_TABLE:
-        return set()  # the spelling probe's synthetic flows (left over if a probe broke off)
-    out = {int(m.group(1)) & 0xFFF for m in _SET_VID.finditer(f.actions)}
-    v = f.field("dl_vlan")
-    if v is not None and f.table == 0 and (
-            br == BR_TAP
-            or (br == BR_INT and f.priority == T.PRIO_DELIVER)
-            or (br == BR_TUN and f.priority == T.PRIO_TUN)):
-        out.add(int(v))
-    return out
-
-
-def held_vlans(flows: Mapping[str, Iterable[Flow]]) -> set[int]:
-    """Every copy VLAN the flows of each bridge hold (``copy_vlans`` of each)."""
-    return {v for br, fs in flows.items() for f in fs for v in copy_vlans(br, f)}
-
-
-def held_taas_ids(flows: Mapping[str, Iterable[Flow]]) -> tuple[int, ...]:
-    """The taas_ids among them (sorted); the rest are tap mirror VLANs."""
-    return tuple(sorted(v for v in held_vlans(flows) if 1 <= v < T.MIRROR_VLAN_FIRST))

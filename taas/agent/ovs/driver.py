@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from taas.agent.ovs import meters as M
 from taas.agent.ovs import tables as T
 from taas.agent.ovs.compile import (
     BR_INT,
@@ -81,6 +83,10 @@ class OvsDriver:
         # so while the switch holds as many flows with it as we applied, they are these; any
         # loss (a wipe, a restart, a delete by cookie) changes the count and forces a dump.
         self._applied: dict[str, frozenset[Flow]] = {}
+        # The meters (taas's id range) of each bridge as of our last write, like _applied:
+        # re-read when unknown or when the bridge's flows were (a deleted meter takes its
+        # flows with it, so the flow count catches that too).
+        self._meters: dict[str, dict[int, M.MeterSpec]] = {}
         self._pool: ThreadPoolExecutor | None = None
         # The last compile and its inputs: the agent's periodic sync repeats the same inputs
         # (under a new revision number), and comparing them is far cheaper than compiling.
@@ -123,6 +129,7 @@ class OvsDriver:
         cmds.append(api.db_set("Open_vSwitch", ".", ("other_config", {"vlan-limit": "2"})))
         self.db.transact(cmds)
         self._applied.clear()
+        self._meters.clear()
         self._probed = False
         facts = self._facts()[0]  # the transaction waited for ovs-vswitchd
         self._map(lambda br: self.of[br].apply((), static_flows(facts)[br]),  # idempotent add
@@ -164,6 +171,7 @@ class OvsDriver:
             # ports renumbered): once more, after an OVSDB barrier, from full dumps.
             LOG.warning("host %s: sync failed (%s); retrying from fresh facts", self.host, e)
             self._applied.clear()
+            self._meters.clear()
             return self._sync(desired, ports, True, fresh=True)
 
     def _sync(self, desired: DesiredState, ports: Mapping[str, LocalPort], verify: bool,
@@ -196,6 +204,8 @@ class OvsDriver:
             if ok and (cached is compiled.flows[br] or cached == compiled.flows[br]):
                 self._applied[br] = cached  # nothing to do on this bridge
 
+        stale = self._write_meters(compiled, known)
+
         def converge(br: str) -> tuple[int, int]:
             want = compiled.flows[br]
             have = known[br] if known[br] is not None else dumped.get(br)
@@ -213,6 +223,10 @@ class OvsDriver:
         # anything else from patch-int-tap), never a wrong port.
         work = [br for br in (BR_INT, BR_TAP, BR_TUN) if br not in self._applied]
         counts = self._map(converge, work)
+        for br, ids in stale.items():  # no flow uses them any more
+            M.delete_meters(self.of[br].target, ids)
+            for i in ids:
+                self._meters[br].pop(i, None)
         # Every bridge holds the compiled flows: the VLANs freed by this sync are gone.
         self._mirror_vlans = dict(compiled.mirror_vlans)
         self._vlans_orphan = frozenset()
@@ -221,6 +235,35 @@ class OvsDriver:
         if added or removed:
             LOG.info("host %s: +%d -%d flows", self.host, added, removed)
         return SyncResult(compiled.statuses, compiled.taas_ids, added, removed)
+
+    def _write_meters(self, compiled: Compiled, known: Mapping[str, frozenset[Flow] | None]
+                      ) -> dict[str, list[int]]:
+        """Add / change the meters the compiled flows use (before the flows); returns the
+        meters of ours no flow will use, per bridge (deleted after the flows)."""
+        stale: dict[str, list[int]] = {}
+        for br in (BR_INT, BR_TAP):
+            want = {m.meter_id: m for m in compiled.meters.get(br, ())}
+            have = self._meters.get(br)
+            if have is None or (known[br] is None and (want or have)):
+                have = M.read_meters(self.of[br].target)
+            self._meters[br] = have
+            if have == want:
+                continue
+            gone, written = M.write_meters(self.of[br].target, have, want.values())
+            self._meters[br] = {**have, **want}
+            if gone:
+                stale[br] = gone
+            if written:
+                LOG.info("host %s: %d meters written on %s", self.host, written, br)
+        return stale
+
+    def meter_stats(self) -> dict[int, tuple[int, int]]:
+        """{meter id: (packets in, packets dropped)} of taas's meters on br-int and br-tap
+        (``meters.resource_meters`` says which resource each belongs to)."""
+        out: dict[int, tuple[int, int]] = {}
+        for br in (BR_INT, BR_TAP):
+            out.update(M.read_meter_stats(self.of[br].target))
+        return out
 
     def probe_spelling(self) -> list[tuple[Flow, Flow | None]]:
         """Write the compiler's vocabulary (``probe_flows``) to an inert table of br-tap under
@@ -310,10 +353,10 @@ class OvsDriver:
         found: dict[tuple[str, str], int] = {}
         seen = {v for v in held_vlans(dumped) if T.MIRROR_VLAN_FIRST <= v <= T.MIRROR_VLAN_LAST}
         for f in dumped[BR_TAP]:
-            vlan, port = f.field("dl_vlan"), f.actions.removeprefix("pop_vlan,output:")
-            if vlan is None or port == f.actions or not port.isdigit():
+            vlan, out = f.field("dl_vlan"), _MIRROR_EXIT.search(f.actions)
+            if vlan is None or out is None:
                 continue
-            key = by_port.get(int(port))
+            key = by_port.get(int(out.group(1)))
             if key is not None and key not in found and int(vlan) not in found.values():
                 found[key] = int(vlan)
         self._mirror_vlans = found
@@ -406,6 +449,10 @@ class OvsDriver:
             return False
         self.db.transact(cmds)
         return True
+
+
+# br-tap's exit of a tap mirror's copies (after its meters, if any): its tunnel port
+_MIRROR_EXIT = re.compile(r"pop_vlan,output(?::|\(port=)(\d+)")
 
 
 def diff(have: set[Flow] | frozenset[Flow], want: frozenset[Flow]) -> tuple[set[Flow], set[Flow]]:

@@ -20,7 +20,8 @@ class PipelineError(ValueError):
 
 # Action names at any depth ("clone(push_vlan:...,output:5)" -> clone, push_vlan, output), and
 # resubmit targets.
-_ACTION_NAME = re.compile(r"(?:^|[,(])([A-Za-z_]+)")
+# (not the argument names of "output(port=5,max_len=132)")
+_ACTION_NAME = re.compile(r"(?:^|[,(])([A-Za-z_]+)(?![A-Za-z_=])")
 _RESUBMIT = re.compile(r"resubmit\(,(\d+)\)")
 
 
@@ -160,6 +161,23 @@ def set_tun_id(vni: int) -> str:
 
 def output(ofport: int) -> str:
     return f"output:{ofport}"
+
+
+def output_trunc(ofport: int, max_len: int) -> str:
+    """Output at most ``max_len`` bytes of the frame (not to a patch port: OVS refuses)."""
+    return f"output(port={ofport},max_len={max_len})"
+
+
+def meter(meter_id: int) -> str:
+    return f"meter:{meter_id}"
+
+
+def set_mark(value: int) -> str:
+    return f"set_field:{value:#x}->pkt_mark" if value else "set_field:0->pkt_mark"
+
+
+def mark_match(value: int, mask: int) -> str:
+    return f"{value:#x}/{mask:#x}"
 
 
 def resubmit(table: Table) -> str:
