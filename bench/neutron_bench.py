@@ -154,7 +154,8 @@ def api_paths(lab: Any, n: int) -> None:
     }
     print(f"\nthe same TaaS call, {n} times each way, alternately, as project-a's member "
           "(Keystone token), ms:")
-    print(f"  {'call':<34}{'via neutron p50':>17}{'p90':>8}{'direct p50':>9}{'p90':>8}")
+    print(f"  {'call':<34}{'via neutron-server':>17}{'directly':>17}")
+    print(f"  {'':<34}" + f"{'p50':>9}{'p90':>8}" * 2)
     try:
         for label, call in calls.items():
             call(via, 0), call(direct, 0)  # warm: connections, token caches

@@ -55,6 +55,10 @@ class ManagedByNeutron(errors.TaasError):
     status, type = 409, "Conflict"
 
 
+class NeutronUnreachable(errors.TaasError):
+    status, type = 503, "HTTPServiceUnavailable"
+
+
 class NeutronInventory(Inventory):
     """The inventory API reads the replica; writes belong to Neutron."""
 
@@ -319,8 +323,10 @@ class NeutronSync:
                     return None
                 uow.session.flush()
         except (NeutronUnavailable, requests.RequestException, ValueError, KeyError) as exc:
+            # Not a 404: the port may well exist; the client should retry.
             LOG.warning("cannot read port %s from Neutron: %s", port_id, exc)
-            return None
+            raise NeutronUnreachable(f"Port {port_id} is not known here yet and Neutron could "
+                                     "not be asked about it; try again later") from None
         self.inv.put_port(uow, port)
         uow.session.flush()
         LOG.info("port %s read from Neutron ahead of its notification", port_id)
