@@ -44,9 +44,9 @@ Revision = Annotated[int, Field(ge=0, lt=2**62)]
 TOLERANT = ConfigDict(extra="ignore")
 
 __all__ = [
-    "CONTRACT_VERSION", "ContractError", "DesiredState", "FilterRule", "HostReport",
-    "PortFacts", "ResourceStatus", "TapFilterState", "TapFlowState", "TapMirrorState",
-    "TapServiceState", "ports_digest",
+    "CONTRACT_VERSION", "SAME_EPOCH_MS", "ContractError", "CounterSlot", "CountersReport",
+    "DesiredState", "FilterRule", "HostReport", "PortFacts", "ResourceStatus", "SyncStats",
+    "TapFilterState", "TapFlowState", "TapMirrorState", "TapServiceState", "ports_digest",
 ]
 
 
@@ -234,6 +234,76 @@ class HostReport:
         return _parse(_REPORT, data, "report")  # type: ignore[no-any-return]
 
 
+Count = Annotated[int, Field(ge=0, lt=2**63)]
+CounterName = Literal["mirrored", "filtered", "dropped", "delivered", "sent"]
+# Install times (epochs) of one flow computed at different moments differ by a few ms: within
+# this they are the same flow, if its counters did not go down.
+SAME_EPOCH_MS = 2000
+MAX_COUNTER_SLOTS = 5000  # per message (the agent splits bigger batches): well under 1 MiB
+
+
+@dataclass(frozen=True, config=TOLERANT)
+class CounterSlot:
+    """The raw counters of one OpenFlow flow (or meter) of the host that counts for a resource.
+
+    ``slot`` names the flow (or meter) on the host, stable while it exists; ``epoch`` is when
+    it was installed (ms since the Unix epoch): the raw values only ever grow within one epoch
+    of a slot, and restart from 0 with a new one (the flow was re-installed, OVS restarted).
+    The server adds the growth (docs/agent-api.md, "Counters").
+    """
+
+    kind: ResourceKind
+    id: Annotated[str, Field(min_length=1, max_length=36)]
+    counter: CounterName  # tap flow: mirrored/filtered/dropped; tap service: delivered/
+    # dropped; tap mirror: sent/dropped (per direction)
+    slot: Annotated[str, Field(min_length=1, max_length=64)]
+    epoch: Annotated[int, Field(ge=0, lt=2**62)]
+    packets: Count
+    bytes: Count = 0
+    direction: Direction | None = None  # tap mirror: the direction key it counts
+
+
+@dataclass(frozen=True, config=TOLERANT)
+class SyncStats:
+    """The agent's convergences that changed something, since it started (not the periodic
+    checks that found nothing to do: an idle agent sends nothing)."""
+
+    count: Count
+    seconds: Annotated[float, Field(ge=0)]
+    last_ms: Annotated[float, Field(ge=0)] = 0.0
+
+
+@dataclass(frozen=True, config=TOLERANT)
+class CountersReport:
+    """What changed in the host's counters since the agent's last counters report.
+
+    Sent at most every few seconds and only when something changed (the server advertises
+    ``counters_interval`` in its register answer; an agent of an older server sends none).
+    ``seq`` grows with each report of one agent process (``boot``): a report that arrives
+    after a newer one of the same boot is ignored.
+    """
+
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    boot: Annotated[str, Field(min_length=1, max_length=64)]
+    seq: Annotated[int, Field(ge=0, lt=2**62)]
+    counters: Annotated[tuple[CounterSlot, ...], Field(max_length=MAX_COUNTER_SLOTS)] = ()
+    syncs: SyncStats | None = None
+    version: int = CONTRACT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"version": self.version, "host": self.host, "boot": self.boot, "seq": self.seq,
+               "counters": [asdict(c) for c in self.counters]}
+        if self.syncs is not None:
+            out["syncs"] = asdict(self.syncs)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CountersReport:
+        """Parse a counters report; unknown fields are ignored, a broken one raises
+        ContractError."""
+        return _parse(_COUNTERS, data, "counters")  # type: ignore[no-any-return]
+
+
 def ports_digest(port_ids: Any) -> str:
     """Fingerprint of a host's port set: the agent skips the ports call while the server's
     stored digest equals that of its current set (a heartbeat then costs one UPDATE)."""
@@ -246,3 +316,4 @@ def _sha(text: str) -> str:
 
 _DESIRED = TypeAdapter(DesiredState)
 _REPORT = TypeAdapter(HostReport)
+_COUNTERS = TypeAdapter(CountersReport)

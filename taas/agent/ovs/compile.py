@@ -62,6 +62,10 @@ class BridgeFacts:
     # (tap mirror id, direction key) -> ofport of its GRE/ERSPAN port on br-tap
 
 
+# (resource kind, resource id, counter, tap mirror direction or None): what a flow counts.
+Counted = tuple[str, str, str, str | None]
+
+
 @dataclass(frozen=True)
 class Compiled:
     flows: dict[str, frozenset[Flow]]  # "int" / "tap" / "tun" -> flows
@@ -70,6 +74,9 @@ class Compiled:
     mirror_vlans: dict[tuple[str, str], int]  # local VLAN of each tap-mirror direction
     # The meters the flows use, per bridge (rate limits: taas/agent/ovs/meters.py)
     meters: dict[str, frozenset[MeterSpec]] = field(default_factory=dict)
+    # The flows whose OpenFlow counters count for a resource (taas/agent/ovs/counters.py):
+    # flow -> (kind, id, counter, tap mirror direction or None) of every count it feeds.
+    counted: dict[Flow, tuple[Counted, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,12 @@ class _Build:
     meters: dict[MeterKey, MeterSpec] = field(default_factory=dict)  # every limit of the state
     used_meters: dict[str, set[MeterSpec]] = field(
         default_factory=lambda: {br: set() for br in (BR_INT, BR_TAP, BR_TUN)})
+    counted: dict[Flow, list[Counted]] = field(default_factory=dict)
+
+    def count(self, flow: Flow, kind: str, rid: str, counter: str,
+              direction: str | None = None) -> None:
+        """Each frame ``flow`` takes counts once for (kind, rid)'s ``counter``."""
+        self.counted.setdefault(flow, []).append((kind, rid, counter, direction))
 
     def status(self, kind: str, rid: str, err: str | None) -> None:
         self.statuses.append(ResourceStatus(kind, rid, "ERROR" if err else "ACTIVE", err))  # type: ignore[arg-type]
@@ -124,18 +137,19 @@ class _Build:
         return ",".join([*steps, push_vlan(sink), output(self.facts.int_patch_tap)])
 
     def limited(self, bridge: str, table: T.Table, second: T.Table, prio: int,
-                match: dict[str, str], keys: Iterable[MeterKey], tail: str) -> None:
+                match: dict[str, str], keys: Iterable[MeterKey], tail: str) -> Flow:
         """A flow that passes its copies through the meters of ``keys`` (in the first flow a
         copy meets after a patch port: see tables.LIMIT_ACTIONS), then does ``tail``. A second
         meter is in ``second`` (one meter per flow), with the same match."""
         specs = [self.meters[k] for k in keys if k in self.meters]
         self.used_meters[bridge].update(specs)
         if len(specs) < 2:
-            self.flows.add(table, prio, match, ",".join([*(meter(m.meter_id) for m in specs),
-                                                        tail]))
-            return
-        self.flows.add(table, prio, match, f"{meter(specs[0].meter_id)},{resubmit(second)}")
+            return self.flows.add(table, prio, match,
+                                  ",".join([*(meter(m.meter_id) for m in specs), tail]))
+        first = self.flows.add(table, prio, match,
+                               f"{meter(specs[0].meter_id)},{resubmit(second)}")
         self.flows.add(second, prio, match, f"{meter(specs[1].meter_id)},{tail}")
+        return first  # the flow every copy meets (its counters: before the meters)
 
 
 def static_flows(f: BridgeFacts) -> dict[str, frozenset[Flow]]:
@@ -244,7 +258,8 @@ def compile_host(
     _hooks(b, ports, port_err, out_by_src, in_by_net, continuation, hook_table)
     return Compiled(flows=b.flows.frozen(), statuses=tuple(b.statuses),
                     taas_ids=tuple(sorted(b.used_ids)), mirror_vlans=assigned,
-                    meters={br: frozenset(ms) for br, ms in b.used_meters.items()})
+                    meters={br: frozenset(ms) for br, ms in b.used_meters.items()},
+                    counted={f: tuple(c) for f, c in b.counted.items()})
 
 
 def _services(
@@ -354,6 +369,9 @@ def _filter_error(flt: TapFilterState | None) -> str | None:
     return None
 
 
+_FILTER_COUNTER = {"mirror": "mirrored", "skip": "filtered"}
+
+
 def _filters(b: _Build, desired: DesiredState, taps: list[_Tap]) -> list[_Tap]:
     """The FILTER table: each filtered tap flow gets one key per direction it copies (REG_FILTER,
     numbered in tap flow id order); its rules, lowest priority number first, then its
@@ -379,10 +397,12 @@ def _filters(b: _Build, desired: DesiredState, taps: list[_Tap]) -> list[_Tap]:
                 if rule.direction not in (None, direction):
                     continue
                 for m in rule_matches(rule):
-                    b.flows.add(T.INT_FILTER, T.PRIO_FILTER_RULE - rule.priority, reg | m,
-                                mirror if rule.action == "mirror" else skip)
-            b.flows.add(T.INT_FILTER, T.PRIO_FILTER_DEFAULT, reg,
-                        mirror if flt.default_action == "mirror" else skip)
+                    b.count(b.flows.add(T.INT_FILTER, T.PRIO_FILTER_RULE - rule.priority,
+                                        reg | m, mirror if rule.action == "mirror" else skip),
+                            *tap.resource, _FILTER_COUNTER[rule.action])
+            b.count(b.flows.add(T.INT_FILTER, T.PRIO_FILTER_DEFAULT, reg,
+                                mirror if flt.default_action == "mirror" else skip),
+                    *tap.resource, _FILTER_COUNTER[flt.default_action])
     return out
 
 
@@ -430,12 +450,14 @@ def _deliveries(b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort]
         mon, t = ports[s.port_id], s.taas_id
         base = {"in_port": str(f.int_patch_tap), "dl_vlan": str(t)}
         keys = limit_keys("tap_service", s.id)
-        b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER, base, keys,
-                  f"pop_vlan,{output(mon.ofport)}")
+        b.count(b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER, base,
+                          keys, f"pop_vlan,{output(mon.ofport)}"),
+                "tap_service", s.id, "delivered")
         for n in sorted({tap.snaplen for tap in taps if tap.sink == t and tap.snaplen}):
-            b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER_TRUNC,
-                      {**base, "pkt_mark": mark_match(n, T.MARK_SNAPLEN_MASK)}, keys,
-                      f"pop_vlan,{output_trunc(mon.ofport, n + T.POPPED_TAG)}")
+            b.count(b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER_TRUNC,
+                              {**base, "pkt_mark": mark_match(n, T.MARK_SNAPLEN_MASK)}, keys,
+                              f"pop_vlan,{output_trunc(mon.ofport, n + T.POPPED_TAG)}"),
+                    "tap_service", s.id, "delivered")
 
 
 def _tap_mirror_rules(
@@ -471,9 +493,10 @@ def _tap_mirror_rules(
                     # Its meters and truncation in its br-tap flow (its own VLAN: no mark).
                     exit_ = (output_trunc(port, m.snaplen + T.POPPED_TAG) if m.snaplen
                              else output(port))
-                    b.limited(BR_TAP, T.TAP_CLASSIFY, T.TAP_LIMIT, T.PRIO_TAP,
-                              {"in_port": str(f.tap_patch_int), "dl_vlan": str(vlan)},
-                              limit_keys("tap_mirror", m.id, d), f"pop_vlan,{exit_}")
+                    b.count(b.limited(BR_TAP, T.TAP_CLASSIFY, T.TAP_LIMIT, T.PRIO_TAP,
+                                      {"in_port": str(f.tap_patch_int), "dl_vlan": str(vlan)},
+                                      limit_keys("tap_mirror", m.id, d), f"pop_vlan,{exit_}"),
+                            "tap_mirror", m.id, "sent", d)
         b.status("tap_mirror", m.id, err)
     return taps
 
@@ -555,7 +578,7 @@ def _group_flows(b: _Build, table: T.Table, match: dict[str, str], taps: list[_T
     sink that wants it: one lookup in the table yields every copy (nothing is overwritten).
     """
     plain = [t for t in taps if t.ranges is None]
-    b.flows.add(table, T.PRIO_COPY, match, b.copy(plain))
+    _count_copies(b, b.flows.add(table, T.PRIO_COPY, match, b.copy(plain)), plain)
     filtered = [t for t in taps if t.ranges is not None]
     if not filtered:  # the common case: no vlan_filter
         return
@@ -568,7 +591,16 @@ def _group_flows(b: _Build, table: T.Table, match: dict[str, str], taps: list[_T
             continue
         for value, mask in vlan_ranges_to_masks([(lo, hi)]):
             k, v = vlan_vid_match(value, mask)
-            b.flows.add(table, T.PRIO_COPY + 1, {**match, k: v}, b.copy(plain + sinks))
+            _count_copies(b, b.flows.add(table, T.PRIO_COPY + 1, {**match, k: v},
+                                         b.copy(plain + sinks)), plain + sinks)
+
+
+def _count_copies(b: _Build, flow: Flow, taps: list[_Tap]) -> None:
+    """A copy flow counts for its unfiltered tap flows (a filtered one counts in the FILTER
+    table, after its filter; a tap mirror at its exit on br-tap)."""
+    for t in taps:
+        if t.filter_key is None and t.resource[0] == "tap_flow":
+            b.count(flow, *t.resource, "mirrored")
 
 
 def hooks_table(number: int) -> T.Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -28,12 +29,18 @@ from taas.agent.ovs.compile import (
     held_vlans,
     static_flows,
 )
+from taas.agent.ovs.counters import CounterReader, FlowStats, dump_stats
 from taas.agent.ovs.flows import Flow
 from taas.agent.ovs.ovsdb import Iface, OvsdbClient
 from taas.agent.ovs.probe import probe_flows
 from taas.agent.ovs.switch import OpenFlowBridge, SwitchError, ovs_spelling
 from taas.agent.ports import LocalPort
-from taas.common.desired_state import DesiredState, ResourceStatus, TapMirrorState
+from taas.common.desired_state import (
+    CounterSlot,
+    DesiredState,
+    ResourceStatus,
+    TapMirrorState,
+)
 
 LOG = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -314,7 +321,8 @@ class OvsDriver:
             self._respelled = {f: self._respelled[f] for f in every}
         spelled = {br: frozenset(self._respelled[f] for f in fs)
                    for br, fs in compiled.flows.items()}
-        return replace(compiled, flows=spelled)
+        counted = {self._respelled[f]: c for f, c in compiled.counted.items()}
+        return replace(compiled, flows=spelled, counted=counted)
 
     def _compile(self, desired: DesiredState, ports: Mapping[str, LocalPort],
                  facts: BridgeFacts) -> Compiled:
@@ -329,6 +337,22 @@ class OvsDriver:
             compiled = self._respell(compiled)
         self._compiled = (key, compiled)
         return compiled
+
+    def counter_slots(self, reader: CounterReader) -> list[CounterSlot]:
+        """The raw counters of the flows that count for a resource (docs/pipeline.md,
+        "Counters"), as of the last compile: one dump with statistics per bridge holding such
+        flows (none while nothing is counted). Safe beside a sync in another thread: it only
+        reads the switch and the last compile's result."""
+        last = self._compiled
+        if last is None or not last[1].counted:
+            return []
+        compiled = last[1]
+        stats: dict[str, list[FlowStats]] = {}
+        for br, flows in compiled.flows.items():
+            if any(f in compiled.counted for f in flows):
+                stats[br] = [st for st in dump_stats(self.of[br].target) if st.flow in flows]
+        return reader.slots(compiled.counted, {self.of[br].bridge: fs
+                                               for br, fs in stats.items()}, time.time())
 
     def held_taas_ids(self) -> tuple[int, ...]:
         """The taas_ids this host's taas flows hold, read back from the switch (sorted).

@@ -212,9 +212,10 @@ class FlowSet:
         self._checked: set[tuple[int, str]] = set()  # (table, actions) found good
 
     def add(self, table: Table, priority: int, match: dict[str, str] | None, actions: str,
-            continuation: str | None = None) -> None:
-        self.by_bridge[table.bridge].add(Flow.make(table, priority, match, actions,
-                                                   continuation, checked=self._checked))
+            continuation: str | None = None) -> Flow:
+        flow = Flow.make(table, priority, match, actions, continuation, checked=self._checked)
+        self.by_bridge[table.bridge].add(flow)
+        return flow
 
     def frozen(self) -> dict[str, frozenset[Flow]]:
         return {br: frozenset(fs) for br, fs in self.by_bridge.items()}
