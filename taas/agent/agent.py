@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from taas.agent.client import MAX_BACKOFF, ServerClient, ServerError
+from taas.agent.counters import CounterReporter
 from taas.agent.port_monitor import PortMonitor
 from taas.agent.ports import LocalPort, PortMap
 from taas.agent.schedule import (
@@ -138,14 +139,22 @@ class Agent:
         self._monitor_factory = monitor_factory
         self._monitor: PortMonitor | None = None
         self._threads: list[threading.Thread] = []
+        # Counters of the flows that count (a driver that has them, i.e. the OVS one).
+        self.counters = (CounterReporter(config.host, driver, client)  # type: ignore[arg-type]
+                         if hasattr(driver, "counter_slots") else None)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         if self._monitor_factory is not None:
             self._monitor = self._monitor_factory(self._on_ports)
             self._monitor.start()
-        for name, target in (("watch", self._watch_loop), ("uplink", self._uplink_loop),
-                             ("converge", self._converge_loop)):
+        loops: list[tuple[str, Callable[[], None]]] = [
+            ("watch", self._watch_loop), ("uplink", self._uplink_loop),
+            ("converge", self._converge_loop)]
+        if self.counters is not None:
+            reporter = self.counters
+            loops.append(("counters", lambda: reporter.run(self._stop)))
+        for name, target in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -358,6 +367,9 @@ class Agent:
         st.history.append((time.time(), desired.revision, result.added, result.removed))
         del st.history[:-100]
         since = f", {(t1 - received_at) * 1000:.1f} ms after receipt" if received_at else ""
+        if self.counters is not None and (reason != "periodic" or result.added
+                                          or result.removed):
+            self.counters.note_sync(ms)  # the periodic no-op checks are not news
         if reason == "periodic" and not (result.added or result.removed):
             LOG.debug("synced revision %d in %.1f ms, +%d -%d flows (periodic)",
                       desired.revision, ms, result.added, result.removed)

@@ -16,7 +16,7 @@ import httpx
 
 from taas.agent.auth import AuthError, StaticToken, TokenSource
 from taas.agent.ports import LocalPort
-from taas.common.desired_state import DesiredState, HostReport, ports_digest
+from taas.common.desired_state import CountersReport, DesiredState, HostReport, ports_digest
 
 LOG = logging.getLogger(__name__)
 # Retries back off up to this (exponential with jitter, agent/schedule.py): after an outage
@@ -224,3 +224,13 @@ class ServerClient:
         self._report_digest = digest
 
 
+    def counters_interval(self) -> float | None:
+        """How often the server takes counters (its register answer), None: it takes none
+        (an older server) or the agent has not registered yet."""
+        value = (self._agent or {}).get("counters_interval")
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    def report_counters(self, report: CountersReport) -> None:
+        """The counters that changed (docs/agent-api.md, "Counters")."""
+        self._call(self._http, "PUT", f"/v2.0/taas-agents/{self.host}/counters",
+                   json={"counters": report.to_dict()})

@@ -94,6 +94,11 @@ class Settings:
     neutron_transport_url: str | None = None
     neutron_exchange: str = "neutron"
     neutron_resync_interval: float = 60.0
+    # Agents send their counters at most this often, and only what changed (0: no counters).
+    counters_interval: float = 5.0
+    # A separate, unauthenticated Prometheus listener on this port (on `host`); None: only
+    # the admin-only GET /metrics on the API port.
+    metrics_port: int | None = None
 
     def validate(self) -> None:
         # [start, end) must stay below the agents' tap mirror VLANs (and the dead VLAN).
@@ -137,6 +142,10 @@ class Settings:
         for resource in QUOTA_RESOURCES:
             if getattr(self, f"quota_{resource}") < -1:
                 raise ConfigError(f"quota_{resource} must be -1 (unlimited) or >= 0")
+        if not 0 <= self.counters_interval <= 3600:
+            raise ConfigError("counters_interval must be within 0..3600 seconds")
+        if self.metrics_port is not None and not (0 < self.metrics_port < 65536):
+            raise ConfigError(f"metrics_port must be 1..65535, got {self.metrics_port}")
         if not (0 < self.port < 65536):
             raise ConfigError(f"port must be 1..65535, got {self.port}")
         if self.public_endpoint is not None:

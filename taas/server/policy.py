@@ -59,6 +59,8 @@ def _defaults() -> list[policy.RuleDefault]:
                            "The agent-facing API (/v2.0/taas-agents)"),
         policy.RuleDefault("get_agent", ADMIN, "List/show agents"),
         policy.RuleDefault("delete_agent", ADMIN, "Forget a dead agent"),
+        policy.RuleDefault("get_metrics", ADMIN, "Prometheus metrics of every project (GET "
+                           "/metrics)"),
         policy.RuleDefault("get_quota", ADMIN_OR_READER, "Show a project's quotas"),
         policy.RuleDefault("update_quota", ADMIN, "Set a project's quotas"),
         policy.RuleDefault("delete_quota", ADMIN, "Reset a project's quotas"),

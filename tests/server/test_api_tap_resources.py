@@ -47,7 +47,9 @@ def test_tap_service_lifecycle(api: Api) -> None:
     assert r.status_code == 201
     ts = r.json()["tap_service"]
     assert ts == {"id": ts["id"], "tenant_id": "project-a", "project_id": "project-a",
-                  "name": "ids", "description": "", "port_id": port["id"], "status": "DOWN"}
+                  "name": "ids", "description": "", "port_id": port["id"], "status": "DOWN",
+                  "statistics": {"delivered_packets": 0, "delivered_bytes": 0,
+                                 "dropped_packets": 0, "updated_at": None}}
     assert c.get(f"{TS}/{ts['id']}").json()["tap_service"] == ts
     assert ts["id"] in {s["id"] for s in c.get(TS).json()["tap_services"]}
     r = c.put(f"{TS}/{ts['id']}", json={"tap_service": {"name": "n2", "description": "d"}})

@@ -26,11 +26,15 @@ BEAT_FLUSH = 1.0  # seconds between two stores of the queued heartbeats
 LOG = logging.getLogger(__name__)
 
 
-def _view(agent: Any) -> dict[str, Any]:
+def _view(agent: Any, counters_interval: float = 0.0) -> dict[str, Any]:
     # The digests let the agent skip re-sending an unchanged port set or report;
-    # watch_keeps_alive: a waiting long-poll counts as a heartbeat here.
-    return {**views.agent(agent, True), "ports_digest": agent.ports_digest,
-            "report_digest": agent.report_digest, "watch_keeps_alive": True}
+    # watch_keeps_alive: a waiting long-poll counts as a heartbeat here; counters_interval:
+    # how often the agent may send its changed counters (api/counters.py; absent: never).
+    out = {**views.agent(agent, True), "ports_digest": agent.ports_digest,
+           "report_digest": agent.report_digest, "watch_keeps_alive": True}
+    if counters_interval > 0:
+        out["counters_interval"] = counters_interval
+    return out
 
 
 async def _flush_beats(state: Any) -> None:
@@ -56,9 +60,12 @@ async def register(host: str, request: Request, ctx: Caller) -> Any:
     state = request.app.state
     if getattr(state, "beat_flusher", None) is None:
         state.beat_flusher = asyncio.get_running_loop().create_task(_flush_beats(state))
-    item = await read(request, lambda s: (a := svc.heartbeat(s, ctx, host, body)) and _view(a))
+    every = state.settings.counters_interval
+    item = await read(request,
+                      lambda s: (a := svc.heartbeat(s, ctx, host, body)) and _view(a, every))
     if not item:
-        item = await write(request, lambda uow: _view(svc.register(uow, ctx, host, body)))
+        item = await write(request,
+                          lambda uow: _view(svc.register(uow, ctx, host, body), every))
     return {"agent": item}
 
 

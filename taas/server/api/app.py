@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from taas.server.api import agents, meta, openapi, quotas, resources
+from taas.server.api import agents, counters, meta, openapi, quotas, resources
 from taas.server.api import inventory as inventory_api
 from taas.server.api.auth import TokenStore, build_authenticator
 from taas.server.api.common import MAX_BODY
 from taas.server.api.errors import install_error_handlers
+from taas.server.api.metrics import Metrics, RequestMetrics
+from taas.server.api.metrics import router as metrics_router
 from taas.server.api.middleware import BodyLimit, CatchAll, HeadAsGet, RequestId
 from taas.server.config import Settings
 from taas.server.db.session import Database
@@ -37,6 +39,7 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     taps = TapResources(settings, driver, Quotas(settings))
     listener = PostgresListener(settings.db_url, notifier) if db.is_postgres else None
     inventory = build_inventory(settings, driver, taps, db)
+    metrics = Metrics(db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -44,9 +47,12 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
         if listener:
             listener.start()
         inventory.start()  # a backend that follows an external source (Neutron)
+        if settings.metrics_port:
+            metrics.start_listener(settings.host, settings.metrics_port)
         try:
             yield
         finally:
+            metrics.stop_listener()
             inventory.stop()
             if listener:
                 listener.stop()
@@ -65,9 +71,11 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.tap_filters = TapFilters(taps)
     app.state.inventory = inventory
     app.state.agents = Agents(settings, driver)
+    app.state.metrics = metrics
     install_error_handlers(app)
     # Outermost last: BodyLimit sees the request first, CatchAll wraps the routes.
     app.add_middleware(CatchAll)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(HeadAsGet)
     app.add_middleware(RequestId)
@@ -76,5 +84,7 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.include_router(inventory_api.router)
     app.include_router(agents.router)
     app.include_router(quotas.router)
+    app.include_router(counters.router)
+    app.include_router(metrics_router)
     openapi.install(app)
     return app

@@ -107,9 +107,39 @@ class Owned(Answer):
     description: str
 
 
+class TapServiceStatistics(Answer):
+    delivered_packets: int
+    delivered_bytes: int
+    dropped_packets: int
+    updated_at: str | None
+
+
+class TapFlowStatistics(Answer):
+    mirrored_packets: int
+    mirrored_bytes: int
+    filtered_packets: int
+    dropped_packets: int
+    updated_at: str | None
+
+
+class TapMirrorDirectionStatistics(Answer):
+    sent_packets: int
+    sent_bytes: int
+    dropped_packets: int
+
+
+class TapMirrorStatistics(Answer):
+    IN: TapMirrorDirectionStatistics | None = absent()
+    OUT: TapMirrorDirectionStatistics | None = absent()
+    BOTH: TapMirrorDirectionStatistics | None = absent()
+    updated_at: str | None
+
+
 class TapService(Owned):
     port_id: UUID
     status: Status
+    statistics: TapServiceStatistics | None = Field(
+        None, description="counters (docs/api.md, Statistics); read-only")
 
 
 class TapFlow(Owned):
@@ -119,6 +149,8 @@ class TapFlow(Owned):
     status: Status
     vlan_filter: str | None
     tap_filter_id: UUID | None
+    statistics: TapFlowStatistics | None = Field(
+        None, description="counters (docs/api.md, Statistics); read-only")
 
 
 class TapMirror(Owned):
@@ -127,6 +159,8 @@ class TapMirror(Owned):
     remote_ip: str
     mirror_type: Literal["gre", "erspanv1"]
     status: Status
+    statistics: TapMirrorStatistics | None = Field(
+        None, description="counters per direction (docs/api.md, Statistics); read-only")
 
 
 class OwnedCreate(Strict):

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from taas.server.db.models import Agent, Network, Port, TapFilter, TapFlow, TapMirror, TapService
+from taas.server.services.counters import statistics
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -18,13 +19,15 @@ def _owned(row: Any) -> dict[str, Any]:
 
 
 def tap_service(row: TapService) -> dict[str, Any]:
-    return {**_owned(row), "port_id": row.port_id, "status": row.status}
+    return {**_owned(row), "port_id": row.port_id, "status": row.status,
+            "statistics": statistics("tap_service", row.counters)}
 
 
 def tap_flow(row: TapFlow) -> dict[str, Any]:
     return {**_owned(row), "tap_service_id": row.tap_service_id, "source_port": row.source_port,
             "direction": row.direction, "status": row.status, "vlan_filter": row.vlan_filter,
-            "tap_filter_id": row.tap_filter_id}
+            "tap_filter_id": row.tap_filter_id,
+            "statistics": statistics("tap_flow", row.counters)}
 
 
 def tap_filter(row: TapFilter) -> dict[str, Any]:
@@ -34,7 +37,8 @@ def tap_filter(row: TapFilter) -> dict[str, Any]:
 
 def tap_mirror(row: TapMirror) -> dict[str, Any]:
     return {**_owned(row), "port_id": row.port_id, "directions": dict(row.directions),
-            "remote_ip": row.remote_ip, "mirror_type": row.mirror_type, "status": row.status}
+            "remote_ip": row.remote_ip, "mirror_type": row.mirror_type, "status": row.status,
+            "statistics": statistics("tap_mirror", row.counters, row.directions)}
 
 
 def network(row: Network) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class Retiring:
     # The revision at which it left its hosts' states (PENDING_DELETE): deletion waits for
     # those hosts to report at least this revision.
     retired_revision: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # What its hosts' counters add up to, and the last raw value of each flow that counts
+    # (services/counters.py); None until an agent reported any.
+    counters: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Network(Owned, Base):
@@ -148,6 +151,11 @@ class Agent(Base):
     # server stored: the agent skips sending them again while they match.
     ports_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     report_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The agent process (boot) and sequence number of its last counters report: an older
+    # report arriving late is ignored. sync_stats: its convergences, accumulated across boots.
+    counters_boot: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    counters_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sync_stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class HeldResource(Base):

@@ -104,6 +104,11 @@ class Agents:
             self._beats.add(host)
         return agent
 
+    def beat(self, host: str) -> None:
+        """Another call of the host's agent shows it alive (stored at the next flush)."""
+        with self._beats_lock:
+            self._beats.add(host)
+
     def watch_started(self, host: str) -> None:
         with self._beats_lock:
             self._watching[host] += 1
