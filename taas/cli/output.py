@@ -79,8 +79,25 @@ def render_list(items: Sequence[dict[str, Any]], default_columns: Sequence[str] 
     return table(cols, rows)
 
 
+def flat_statistics(item: dict[str, Any]) -> dict[str, Any]:
+    """`statistics` (nested per tap mirror direction) as one field per counter, e.g.
+    ``statistics.mirrored_packets``, ``statistics.IN.sent_packets``: a row each in a table."""
+    stats = item.get("statistics")
+    if not isinstance(stats, dict):
+        return item
+    out = {k: v for k, v in item.items() if k != "statistics"}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            out.update({f"statistics.{key}.{k}": v for k, v in value.items()})
+        else:
+            out[f"statistics.{key}"] = value
+    return out
+
+
 def render_one(item: dict[str, Any], fmt: str, columns: Sequence[str]) -> str:
     """One resource: a Field/Value table, or the selected fields."""
+    if fmt in ("table", "value") and not columns:
+        item = flat_statistics(item)
     cols = select_columns(sorted(item), columns)
     if fmt == "json":
         return json.dumps({c: item.get(c) for c in cols}, indent=2)

@@ -89,3 +89,15 @@ def test_lab_group_is_loaded_only_when_asked_for() -> None:
     assert res.exit_code == 0 and "lab " in res.output
     res = runner.invoke(cli, ["lab", "--help"])
     assert res.exit_code == 0 and "taas.lab.cli" in sys.modules
+
+
+def test_show_puts_each_counter_of_statistics_on_its_own_row() -> None:
+    mirror = {"id": "m", "statistics": {"IN": {"sent_packets": 7, "sent_bytes": 700,
+                                               "dropped_packets": 0},
+                                        "updated_at": "2026-12-01T12:00:00Z"}}
+    out = render_one(mirror, "table", ())
+    assert "| statistics.IN.sent_packets    | 7 " in out
+    assert "| statistics.updated_at         | 2026-12-01T12:00:00Z |" in out
+    flow = {"id": "f", "statistics": {"mirrored_packets": 3, "filtered_packets": 1}}
+    assert "| statistics.mirrored_packets | 3" in render_one(flow, "table", ())
+    assert json.loads(render_one(flow, "json", ()))["statistics"]["mirrored_packets"] == 3
