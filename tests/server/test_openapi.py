@@ -106,6 +106,7 @@ UPDATES = {"tap_service_id": {"tap_service": {"name": "n"}},
            "port_id": {"port": {"device_owner": "compute:nova"}},
            "/v2.0/taas-agents/{host}": {"agent": {"tunnel_ip": "192.0.2.98"}},
            "/v2.0/taas-agents/{host}/report": {"report": {"resources": [], "taas_ids": []}},
+           "/v2.0/taas-agents/{host}/counters": {"counters": {"boot": "b", "seq": 1}},
            "project_id": {"quota": {"tap_flow": 60}}}
 
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from taas.common.desired_state import DesiredState, HostReport
+from taas.common.desired_state import CountersReport, DesiredState, HostReport
 from taas.server.api import schemas as s
 from taas.server.api.common import MAX_BODY, RESERVED, Converter, to_bool, to_int
 
@@ -93,6 +93,9 @@ AGENT_OPERATIONS: dict[tuple[str, str], tuple[type[BaseModel] | None, Any]] = {
     ("/v2.0/taas-agents/{host}/report", "put"): (
         s.request_envelope("HostReportRequest", "report", HostReport),
         s.envelope("HostReportAnswerEnvelope", "report", s.HostReportAnswer)),
+    ("/v2.0/taas-agents/{host}/counters", "put"): (
+        s.request_envelope("CountersReportRequest", "counters", CountersReport),
+        s.envelope("CountersAnswerEnvelope", "counters", s.CountersAnswer)),
     ("/v2.0/agents", "get"): (None, s.envelope("AgentList", "agents", list[s.Agent], True)),
     ("/v2.0/agents/{id_}", "get"): (None, s.envelope("AgentOne", "agent", s.Agent)),
     ("/v2.0/agents/{id_}", "delete"): (None, None),
@@ -138,6 +141,9 @@ def _report_defaults(components: dict[str, Any]) -> None:
     report = components.get("HostReport", {})
     if "required" in report:
         report["required"] = [r for r in report["required"] if r not in ("host", "revision")]
+    counters = components.get("CountersReport", {})
+    if "required" in counters:
+        counters["required"] = [r for r in counters["required"] if r != "host"]
 
 
 # ---- the document ---------------------------------------------------------------------------

@@ -346,6 +346,12 @@ class AgentPort(BaseModel):
     port_id: Annotated[str, Field(min_length=1, max_length=255)]
 
 
+class CountersAnswer(Answer):
+    host: str
+    seq: int
+    accepted: int = Field(description="resources whose counters the report updated")
+
+
 class HostReportAnswer(Answer):
     host: str
     revision: int
