@@ -10,16 +10,17 @@ from typing import Any
 import click
 
 from taas.cli.client import DEFAULT_URL, KINDS, Client, TaasError
+from taas.cli.limits import ALL, RATES, limit_attrs, limit_options
 from taas.cli.output import FORMATS, render_list, render_one
 
 # Columns of `list` (and the order of table output); -c can pick any field.
 LIST_COLUMNS: dict[str, list[str]] = {
-    "tap_service": ["id", "project_id", "name", "port_id", "status"],
+    "tap_service": ["id", "project_id", "name", "port_id", "max_pps", "max_kbps", "status"],
     "tap_flow": ["id", "project_id", "name", "source_port", "tap_service_id", "direction",
-                 "vlan_filter", "tap_filter_id", "status"],
+                 "vlan_filter", "tap_filter_id", "snaplen", "max_pps", "max_kbps", "status"],
     "tap_filter": ["id", "project_id", "name", "default_action", "rules"],
     "tap_mirror": ["id", "project_id", "name", "port_id", "directions", "remote_ip",
-                   "mirror_type", "status"],
+                   "mirror_type", "snaplen", "max_pps", "max_kbps", "status"],
     "network": ["id", "name", "project_id", "provider:segmentation_id"],
     "port": ["id", "name", "network_id", "mac_address", "binding:host_id", "project_id"],
     "agent": ["id", "host", "alive", "configurations", "heartbeat_timestamp"],
@@ -138,8 +139,9 @@ def cli(ctx: click.Context, os_url: str, os_token: str | None, timeout: float) -
 # -- generic subcommands shared by the resource groups ------------------------------------------
 
 
-def add_show_update_delete(group: click.Group, kind: str, updatable: bool) -> None:
-    """show / delete (and update of name and description) for one resource kind."""
+def add_show_update_delete(group: click.Group, kind: str, updatable: bool,
+                           limits: tuple[str, ...] = ()) -> None:
+    """show / delete (and update of name, description and ``limits``) for one resource kind."""
     label = KINDS[kind].label
 
     @group.command("show", help=f"Show one {label}.")
@@ -167,16 +169,20 @@ def add_show_update_delete(group: click.Group, kind: str, updatable: bool) -> No
     if not updatable:
         return
 
-    @group.command("update", help=f"Change a {label}'s name or description.")
+    what = "name, description" + "".join(f", {k}" for k in limits)
+
+    @group.command("update", help=f"Change a {label}'s {what}.")
     @click.argument("name_or_id")
     @click.option("--name", default=None, help="New name.")
     @click.option("--description", default=None, help="New description.")
+    @limit_options(limits, update=True)
     @output_options
     def update(name_or_id: str, name: str | None, description: str | None, fmt: str,
-               columns: tuple[str, ...]) -> None:
-        attrs = _drop_none({"name": name, "description": description})
+               columns: tuple[str, ...], **given: Any) -> None:
+        attrs = {**_drop_none({"name": name, "description": description}),
+                 **limit_attrs(given)}
         if not attrs:
-            raise click.UsageError("nothing to update: give --name and/or --description")
+            raise click.UsageError(f"nothing to update: give one of {what}")
         client = _client()
         _show(client.update(kind, client.find_id(kind, name_or_id), attrs), fmt, columns)
 
@@ -203,13 +209,16 @@ def tap_service() -> None:
 @click.option("--name", default=None, help="Name of the tap service.")
 @click.option("--description", default=None)
 @click.option("--project", default=None, help="Owning project (admin only).")
+@limit_options(RATES)
 @output_options
 def tap_service_create(port: str, name: str | None, description: str | None,
-                       project: str | None, fmt: str, columns: tuple[str, ...]) -> None:
-    """Create a tap service."""
+                       project: str | None, fmt: str, columns: tuple[str, ...],
+                       **limits: Any) -> None:
+    """Create a tap service (max-pps / max-kbps: a ceiling on all it delivers)."""
     client = _client()
     attrs = _drop_none({"port_id": client.find_id("port", port), "name": name,
-                        "description": description, "project_id": project})
+                        "description": description, "project_id": project,
+                        **limit_attrs(limits)})
     _show(client.create("tap_service", attrs), fmt, columns)
 
 
@@ -224,7 +233,7 @@ def tap_service_list(name: str | None, project: str | None, fmt: str,
     _list("tap_service", items, fmt, columns)
 
 
-add_show_update_delete(tap_service, "tap_service", updatable=True)
+add_show_update_delete(tap_service, "tap_service", updatable=True, limits=RATES)
 
 
 @tap.group("flow")
@@ -244,11 +253,13 @@ def tap_flow() -> None:
 @click.option("--name", default=None)
 @click.option("--description", default=None)
 @click.option("--project", default=None, help="Owning project (admin only).")
+@limit_options(ALL)
 @output_options
 def tap_flow_create(port: str, tap_service: str, direction: str, vlan_filter: str | None,
                     tap_filter: str | None, name: str | None, description: str | None,
-                    project: str | None, fmt: str, columns: tuple[str, ...]) -> None:
-    """Create a tap flow."""
+                    project: str | None, fmt: str, columns: tuple[str, ...],
+                    **limits: Any) -> None:
+    """Create a tap flow (snaplen, max-pps, max-kbps: applied to its copies)."""
     client = _client()
     attrs = _drop_none({
         "source_port": client.find_id("port", port),
@@ -256,6 +267,7 @@ def tap_flow_create(port: str, tap_service: str, direction: str, vlan_filter: st
         "direction": direction.upper(), "vlan_filter": vlan_filter, "name": name,
         "description": description, "project_id": project,
         "tap_filter_id": client.find_id("tap_filter", tap_filter) if tap_filter else None,
+        **limit_attrs(limits),
     })
     _show(client.create("tap_flow", attrs), fmt, columns)
 
@@ -285,22 +297,24 @@ add_show_update_delete(tap_flow, "tap_flow", updatable=False)
 @click.option("--description", default=None, help="New description.")
 @click.option("--filter", "tap_filter", default=None, help="Tap filter (name or id) to use.")
 @click.option("--no-filter", is_flag=True, help="Copy every frame again (no tap filter).")
+@limit_options(ALL, update=True)
 @output_options
 def tap_flow_update(name_or_id: str, name: str | None, description: str | None,
                     tap_filter: str | None, no_filter: bool, fmt: str,
-                    columns: tuple[str, ...]) -> None:
-    """Change a tap flow's name, description or tap filter."""
+                    columns: tuple[str, ...], **limits: Any) -> None:
+    """Change a tap flow's name, description, tap filter, snaplen or rate limits."""
     if tap_filter and no_filter:
         raise click.UsageError("--filter and --no-filter exclude each other")
     client = _client()
-    attrs: dict[str, Any] = _drop_none({"name": name, "description": description})
+    attrs: dict[str, Any] = {**_drop_none({"name": name, "description": description}),
+                             **limit_attrs(limits)}
     if tap_filter:
         attrs["tap_filter_id"] = client.find_id("tap_filter", tap_filter)
     elif no_filter:
         attrs["tap_filter_id"] = None
     if not attrs:
-        raise click.UsageError("nothing to update: give --name, --description, --filter or "
-                               "--no-filter")
+        raise click.UsageError("nothing to update: give --name, --description, --filter, "
+                               "--no-filter, --snaplen, --max-pps or --max-kbps")
     _show(client.update("tap_flow", client.find_id("tap_flow", name_or_id), attrs), fmt,
           columns)
 
@@ -413,17 +427,18 @@ def _parse_directions(values: Sequence[str]) -> dict[str, int | str]:
 @click.option("--name", default=None)
 @click.option("--description", default=None)
 @click.option("--project", default=None, help="Owning project (admin only).")
+@limit_options(ALL)
 @output_options
 def tap_mirror_create(port: str, directions: tuple[str, ...], remote_ip: str, mirror_type: str,
                       name: str | None, description: str | None, project: str | None,
-                      fmt: str, columns: tuple[str, ...]) -> None:
-    """Create a tap mirror."""
+                      fmt: str, columns: tuple[str, ...], **limits: Any) -> None:
+    """Create a tap mirror (snaplen, max-pps, max-kbps: per direction)."""
     parsed = _parse_directions(directions)
     client = _client()
     attrs = _drop_none({
         "port_id": client.find_id("port", port), "directions": parsed, "remote_ip": remote_ip,
         "mirror_type": mirror_type.lower(), "name": name, "description": description,
-        "project_id": project,
+        "project_id": project, **limit_attrs(limits),
     })
     _show(client.create("tap_mirror", attrs), fmt, columns)
 
@@ -441,7 +456,7 @@ def tap_mirror_list(port: str | None, name: str | None, project: str | None, fmt
     _list("tap_mirror", client.list("tap_mirror", **filters), fmt, columns)
 
 
-add_show_update_delete(tap_mirror, "tap_mirror", updatable=True)
+add_show_update_delete(tap_mirror, "tap_mirror", updatable=True, limits=ALL)
 
 
 # -- the built-in port inventory -----------------------------------------------------------------

@@ -64,7 +64,8 @@ def test_tap_service_lifecycle(taas: Any, inventory: dict[str, Any]) -> None:
 
     listed = taas.json("tap", "service", "list", as_="a-member")
     assert [s["id"] for s in listed] == [ts["id"]]
-    assert set(listed[0]) == {"id", "project_id", "name", "port_id", "status"}
+    assert set(listed[0]) == {"id", "project_id", "name", "port_id", "max_pps", "max_kbps",
+                              "status"}
     table = taas.run("tap", "service", "list", as_="a-member").out
     assert ts["id"] in table and "cli-ids" in table
     assert taas.json("tap", "service", "list", as_="b-member") == []
@@ -173,6 +174,43 @@ def test_tap_mirror_lifecycle(taas: Any, inventory: dict[str, Any]) -> None:
 
     taas.run("tap", "mirror", "delete", "cli-tm2", as_="a-member")
     assert taas.json("tap", "mirror", "list", as_="a-member") == []
+
+
+def test_snaplen_and_rate_limit_options(taas: Any, inventory: dict[str, Any]) -> None:
+    mon = taas.json("port", "create", "cli-lim-mon", "--network", "cli-net", "--mac-address",
+                    "fa:16:3e:00:12:20", "--project", PROJECT)
+    ts = taas.json("tap", "service", "create", "--port", mon["id"], "--max-pps", "5000",
+                   as_="a-member")
+    assert (ts["max_pps"], ts["max_kbps"]) == (5000, None)
+    f = taas.json("tap", "flow", "create", "--port", "cli-vm1", "--tap-service", ts["id"],
+                  "--direction", "OUT", "--snaplen", "128", "--max-pps", "1000",
+                  "--max-kbps", "800", as_="a-member")
+    assert (f["snaplen"], f["max_pps"], f["max_kbps"]) == (128, 1000, 800)
+    # shown by list (a column each) and show
+    row = taas.run("tap", "flow", "list", "-f", "value", "-c", "snaplen", "-c", "max_pps",
+                   as_="a-member").out.split()
+    assert row == ["128", "1000"]
+    assert "max_kbps" in taas.run("tap", "flow", "show", f["id"], as_="a-member").out
+    upd = taas.json("tap", "flow", "update", f["id"], "--snaplen", "none", "--max-pps", "10",
+                    as_="a-member")
+    assert (upd["snaplen"], upd["max_pps"], upd["max_kbps"]) == (None, 10, 800)
+    upd = taas.json("tap", "service", "update", ts["id"], "--max-kbps", "64", as_="a-member")
+    assert (upd["max_pps"], upd["max_kbps"]) == (5000, 64)
+    tm = taas.json("tap", "mirror", "create", "--port", "cli-vm2", "--directions", "IN=190",
+                   "--remote-ip", "192.0.2.10", "--mirror-type", "gre", "--snaplen", "96",
+                   as_="a-member")
+    upd = taas.json("tap", "mirror", "update", tm["id"], "--max-pps", "50", as_="a-member")
+    assert (upd["snaplen"], upd["max_pps"]) == (96, 50)
+    # The server's 400 (what is wrong), as one line; a non-number is refused by the CLI.
+    res = taas.run("tap", "flow", "update", f["id"], "--snaplen", "10", as_="a-member",
+                   check=False)
+    assert "'snaplen' must be 64-65535 bytes" in _one_line_error(res)
+    res = taas.run("tap", "flow", "update", f["id"], "--max-pps", "x", as_="a-member",
+                   check=False)
+    assert res.code == 2 and "not an integer" in res.err
+    taas.run("tap", "mirror", "delete", tm["id"], as_="a-member")
+    taas.run("tap", "service", "delete", ts["id"], as_="a-member")
+    taas.run("port", "delete", mon["id"])
 
 
 def _one_line_error(res: Any) -> str:

@@ -48,6 +48,7 @@ def test_tap_service_lifecycle(api: Api) -> None:
     ts = r.json()["tap_service"]
     assert ts == {"id": ts["id"], "tenant_id": "project-a", "project_id": "project-a",
                   "name": "ids", "description": "", "port_id": port["id"], "status": "DOWN",
+                  "max_pps": None, "max_kbps": None,
                   "statistics": {"delivered_packets": 0, "delivered_bytes": 0,
                                  "dropped_packets": 0, "updated_at": None}}
     assert c.get(f"{TS}/{ts['id']}").json()["tap_service"] == ts

@@ -135,30 +135,45 @@ class TapMirrorStatistics(Answer):
     updated_at: str | None
 
 
-class TapService(Owned):
+# Limits of a tap resource's copies (issue 10): null = whole frames / unlimited.
+Snaplen = Annotated[int, Field(ge=64, le=65535)] | None
+Rate = Annotated[int, Field(ge=1, le=2**32 - 1)] | None
+SNAPLEN_DOC = "Bytes of each copy kept (64-65535); null: whole frames"
+PPS_DOC = "Ceiling on the copies in packets/s; null: unlimited"
+KBPS_DOC = "Ceiling on the copies in kbit/s; null: unlimited"
+
+
+class Limits(Answer):
+    max_pps: int | None
+    max_kbps: int | None
+
+
+class TapService(Owned, Limits):
     port_id: UUID
     status: Status
     statistics: TapServiceStatistics | None = Field(
         None, description="counters (docs/api.md, Statistics); read-only")
 
 
-class TapFlow(Owned):
+class TapFlow(Owned, Limits):
     tap_service_id: UUID
     source_port: UUID
     direction: Direction
     status: Status
     vlan_filter: str | None
     tap_filter_id: UUID | None
+    snaplen: int | None
     statistics: TapFlowStatistics | None = Field(
         None, description="counters (docs/api.md, Statistics); read-only")
 
 
-class TapMirror(Owned):
+class TapMirror(Owned, Limits):
     port_id: UUID
     directions: dict[Direction, int]
     remote_ip: str
     mirror_type: Literal["gre", "erspanv1"]
     status: Status
+    snaplen: int | None
     statistics: TapMirrorStatistics | None = Field(
         None, description="counters per direction (docs/api.md, Statistics); read-only")
 
@@ -175,11 +190,28 @@ class NameUpdate(Strict):
     description: Description = ""
 
 
-class TapServiceCreate(OwnedCreate):
+class LimitsUpdate(Strict):
+    max_pps: Rate = Field(None, description=PPS_DOC)
+    max_kbps: Rate = Field(None, description=KBPS_DOC)
+
+
+class SnaplenUpdate(LimitsUpdate):
+    snaplen: Snaplen = Field(None, description=SNAPLEN_DOC)
+
+
+class TapServiceUpdate(NameUpdate, LimitsUpdate):
+    pass
+
+
+class TapMirrorUpdate(NameUpdate, SnaplenUpdate):
+    pass
+
+
+class TapServiceCreate(OwnedCreate, LimitsUpdate):
     port_id: UUID
 
 
-class TapFlowCreate(OwnedCreate):
+class TapFlowCreate(OwnedCreate, SnaplenUpdate):
     tap_service_id: UUID
     source_port: UUID
     direction: Direction
@@ -188,7 +220,7 @@ class TapFlowCreate(OwnedCreate):
     tap_filter_id: UUID | None = Field(None, description="A tap filter of the same project")
 
 
-class TapMirrorCreate(OwnedCreate):
+class TapMirrorCreate(OwnedCreate, SnaplenUpdate):
     port_id: UUID
     directions: Annotated[dict[Direction, TunnelId], Field(min_length=1)] = Field(
         description="A tunnel id per direction, each used once across every tap mirror")
@@ -245,7 +277,7 @@ class TapFilterCreate(TapFilterUpdate):
     project_id: Project = absent()
 
 
-class TapFlowUpdate(NameUpdate):
+class TapFlowUpdate(NameUpdate, SnaplenUpdate):
     tap_filter_id: UUID | None = Field(None, description="A tap filter of the same project; "
                                        "null: every frame")
 
@@ -401,12 +433,12 @@ class Models:
         return self.one | self.bulk if self.bulk else self.one
 
 
-TAP_SERVICE = Models("tap_service", "tap_services", TapService, TapServiceCreate, NameUpdate,
-                     bulk=True)
+TAP_SERVICE = Models("tap_service", "tap_services", TapService, TapServiceCreate,
+                     TapServiceUpdate, bulk=True)
 TAP_FLOW = Models("tap_flow", "tap_flows", TapFlow, TapFlowCreate, TapFlowUpdate, bulk=True)
 TAP_FILTER = Models("tap_filter", "tap_filters", TapFilter, TapFilterCreate, TapFilterUpdate,
                     bulk=False)
-TAP_MIRROR = Models("tap_mirror", "tap_mirrors", TapMirror, TapMirrorCreate, NameUpdate,
+TAP_MIRROR = Models("tap_mirror", "tap_mirrors", TapMirror, TapMirrorCreate, TapMirrorUpdate,
                     bulk=False)
 NETWORK = Models("network", "networks", Network, NetworkCreate, NetworkUpdate, bulk=False)
 PORT = Models("port", "ports", Port, PortCreate, PortUpdate, bulk=False)

@@ -18,15 +18,21 @@ def _owned(row: Any) -> dict[str, Any]:
             "name": row.name, "description": row.description}
 
 
+def _limits(row: Any, snaplen: bool = True) -> dict[str, Any]:
+    out = {"snaplen": row.snaplen} if snaplen else {}
+    return {**out, "max_pps": row.max_pps, "max_kbps": row.max_kbps}
+
+
 def tap_service(row: TapService) -> dict[str, Any]:
     return {**_owned(row), "port_id": row.port_id, "status": row.status,
+            **_limits(row, snaplen=False),
             "statistics": statistics("tap_service", row.counters)}
 
 
 def tap_flow(row: TapFlow) -> dict[str, Any]:
     return {**_owned(row), "tap_service_id": row.tap_service_id, "source_port": row.source_port,
             "direction": row.direction, "status": row.status, "vlan_filter": row.vlan_filter,
-            "tap_filter_id": row.tap_filter_id,
+            "tap_filter_id": row.tap_filter_id, **_limits(row),
             "statistics": statistics("tap_flow", row.counters)}
 
 
@@ -38,6 +44,7 @@ def tap_filter(row: TapFilter) -> dict[str, Any]:
 def tap_mirror(row: TapMirror) -> dict[str, Any]:
     return {**_owned(row), "port_id": row.port_id, "directions": dict(row.directions),
             "remote_ip": row.remote_ip, "mirror_type": row.mirror_type, "status": row.status,
+            **_limits(row),
             "statistics": statistics("tap_mirror", row.counters, row.directions)}
 
 

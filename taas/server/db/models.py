@@ -85,7 +85,14 @@ class Port(Owned, Base):
     __table_args__ = (UniqueConstraint("network_id", "mac_address", name="uq_port_net_mac"),)
 
 
-class TapService(Owned, Retiring, Base):
+class Limits:
+    """Rate limits of a tap resource's copies (issue 10): null = unlimited."""
+
+    max_pps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_kbps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class TapService(Owned, Retiring, Limits, Base):
     __tablename__ = "tap_services"
     # No foreign key to ports: a row may outlive its port while agents confirm deletion.
     port_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -105,8 +112,9 @@ class TapFilter(Owned, Base):
     rules: Mapped[list] = mapped_column(JSON, default=list)
 
 
-class TapFlow(Owned, Retiring, Base):
+class TapFlow(Owned, Retiring, Limits, Base):
     __tablename__ = "tap_flows"
+    snaplen: Mapped[int | None] = mapped_column(Integer, nullable=True)  # null: whole frames
     tap_service_id: Mapped[str] = mapped_column(
         ForeignKey("tap_services.id", ondelete="CASCADE"), index=True
     )
@@ -121,8 +129,9 @@ class TapFlow(Owned, Retiring, Base):
                             unique=True, sqlite_where=LIVE, postgresql_where=LIVE),)
 
 
-class TapMirror(Owned, Retiring, Base):
+class TapMirror(Owned, Retiring, Limits, Base):
     __tablename__ = "tap_mirrors"
+    snaplen: Mapped[int | None] = mapped_column(Integer, nullable=True)
     port_id: Mapped[str] = mapped_column(String(36), index=True)
     directions: Mapped[dict] = mapped_column(JSON)
     remote_ip: Mapped[str] = mapped_column(String(64))

@@ -155,6 +155,7 @@ def desired_state(session: Session, settings: Settings, host: str) -> DesiredSta
                 id=s.id, project_id=s.project_id, port_id=s.port_id, taas_id=s.taas_id,
                 vni=base + s.taas_id, dest_host=ports[s.port_id].host,
                 dest_tunnel_ip=tunnel_ips.get(ports[s.port_id].host or ""),
+                max_pps=s.max_pps, max_kbps=s.max_kbps,
             )
             for s in sorted(my_services, key=lambda s: s.id)
         ),
@@ -165,6 +166,7 @@ def desired_state(session: Session, settings: Settings, host: str) -> DesiredSta
                 vlan_filter=f.vlan_filter,
                 tap_filter=(None if f.tap_filter_id is None
                             else _filter_state(f.tap_filter_id, filters.get(f.tap_filter_id))),
+                snaplen=f.snaplen, max_pps=f.max_pps, max_kbps=f.max_kbps,
             )
             for f in sorted(my_flows, key=lambda f: f.id)
         ),
@@ -173,6 +175,7 @@ def desired_state(session: Session, settings: Settings, host: str) -> DesiredSta
                 id=m.id, project_id=m.project_id, port_id=m.port_id,
                 directions=dict(m.directions), remote_ip=m.remote_ip,
                 mirror_type=m.mirror_type,  # type: ignore[arg-type]
+                snaplen=m.snaplen, max_pps=m.max_pps, max_kbps=m.max_kbps,
             )
             for m in sorted(my_mirrors, key=lambda m: m.id)
         ),

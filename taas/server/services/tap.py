@@ -48,6 +48,11 @@ def free_taas_ids(start: int, end: int, used: set[int]) -> Iterator[int]:
 Hook = Callable[[DriverContext], None]
 
 
+def _limits(attrs: dict[str, Any], spec: dict[str, validation.Attr]) -> dict[str, Any]:
+    """The limit attributes of a create (null when not given)."""
+    return {k: attrs.get(k) for k in spec}
+
+
 @dataclass(frozen=True)
 class _Kind:
     """A tap resource type and the driver hooks its shared create/delete paths call."""
@@ -146,6 +151,7 @@ class TapResources:
         row = TapService(
             id=str(uuid.uuid4()), project_id=project, name=attrs["name"],
             description=attrs["description"], port_id=port.id, status="DOWN", created_at=now(),
+            **_limits(attrs, validation.LIMITS),
         )
         self._allocate_taas_id(repo, row)
         self.driver.create_tap_service_precommit(DriverContext("tap_service", row, session))
@@ -177,7 +183,21 @@ class TapResources:
 
     def update_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapService:
         row = self.get_tap_service(uow.session, ctx, id_)
-        return update_attrs(uow.session, ctx, row, validation.TAP_SERVICE, body, "tap_service")
+        return self._update(uow, ctx, self._services, row, validation.TAP_SERVICE, body)
+
+    def _update(self, uow: UnitOfWork, ctx: Context, kind: _Kind, row: Any,
+                spec: dict[str, validation.Attr], body: Any, touched: tuple[str, ...] = ()
+                ) -> Any:
+        """A PUT; the hosts holding the resource get a new revision when an attribute their
+        switches apply changed (limits, snaplen, or ``touched``)."""
+        applied = (*touched, *(k for k in (*validation.SNAPLEN, *validation.LIMITS)
+                               if k in spec))
+        before = {k: getattr(row, k) for k in applied}
+        row = update_attrs(uow.session, ctx, row, spec, body, kind.name)
+        if row.status != PENDING_DELETE and any(getattr(row, k) != v
+                                                for k, v in before.items()):
+            self.changes.touch(uow, projection.hosts_of(uow.session, kind.name, row))
+        return row
 
     def delete_tap_service(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_service(uow.session, ctx, id_)
@@ -249,6 +269,7 @@ class TapResources:
             description=attrs["description"], tap_service_id=service.id, source_port=port.id,
             direction=attrs["direction"], vlan_filter=attrs.get("vlan_filter"),
             tap_filter_id=filter_id, status="DOWN", created_at=now(),
+            **_limits(attrs, {**validation.SNAPLEN, **validation.LIMITS}),
         )
         TapFlowRepository(session).add(row)
         self.driver.create_tap_flow_precommit(DriverContext("tap_flow", row, session))
@@ -268,11 +289,10 @@ class TapResources:
         row = self.get_tap_flow(session, ctx, id_)
         before = row.tap_filter_id
         # A refusal below rolls the whole request back.
-        row = update_attrs(session, ctx, row, validation.TAP_FLOW, body, "tap_flow")
+        row = self._update(uow, ctx, self._flows, row, validation.TAP_FLOW, body,
+                           touched=("tap_filter_id",))
         if row.tap_filter_id != before and row.tap_filter_id is not None:
             self._usable_filter(session, row.tap_filter_id, row.project_id)
-        if row.tap_filter_id != before and row.status != PENDING_DELETE:
-            self.changes.touch(uow, projection.hosts_of(session, self._flows.name, row))
         return row
 
     @staticmethod
@@ -319,7 +339,7 @@ class TapResources:
             id=str(uuid.uuid4()), project_id=project, name=attrs["name"],
             description=attrs["description"], port_id=port.id, directions=attrs["directions"],
             remote_ip=attrs["remote_ip"], mirror_type=attrs["mirror_type"], status="DOWN",
-            created_at=now(),
+            created_at=now(), **_limits(attrs, {**validation.SNAPLEN, **validation.LIMITS}),
         )
         repo.add(row)
         if not repo.add_tunnels(row.id, tunnels):
@@ -338,7 +358,7 @@ class TapResources:
 
     def update_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str, body: Any) -> TapMirror:
         row = self.get_tap_mirror(uow.session, ctx, id_)
-        return update_attrs(uow.session, ctx, row, validation.TAP_MIRROR, body, "tap_mirror")
+        return self._update(uow, ctx, self._mirrors, row, validation.TAP_MIRROR, body)
 
     def delete_tap_mirror(self, uow: UnitOfWork, ctx: Context, id_: str) -> None:
         row = self.get_tap_mirror(uow.session, ctx, id_)

@@ -98,6 +98,39 @@ def integer(low: int, high: int) -> Validator:
     return check
 
 
+MIN_SNAPLEN, MAX_SNAPLEN = 64, 65535
+MAX_RATE = 2**32 - 1  # OpenFlow meter rates are 32-bit
+
+
+def snaplen(name: str, value: Any) -> int | None:
+    """Bytes of each copy kept (64-65535: an Ethernet minimum frame at least), null = all."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"'{name}' must be an integer number of bytes "
+                           f"({MIN_SNAPLEN}-{MAX_SNAPLEN}) or null, got {_type_name(value)}")
+    if not MIN_SNAPLEN <= value <= MAX_SNAPLEN:
+        raise InvalidInput(f"'{name}' must be {MIN_SNAPLEN}-{MAX_SNAPLEN} bytes (null: whole "
+                           f"frames), got {value}")
+    return value
+
+
+def rate(unit: str) -> Validator:
+    """A positive rate in ``unit``, or null (unlimited)."""
+    def check(name: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(f"'{name}' must be a positive integer ({unit}) or null, got "
+                               f"{_type_name(value)}")
+        if not 1 <= value <= MAX_RATE:
+            raise InvalidInput(f"'{name}' must be a positive integer ({unit}) up to "
+                               f"{MAX_RATE}, or null for no limit; got {value}")
+        return value
+
+    return check
+
+
 VLAN_FILTER_LEN = 1024  # the column's length (as in the original)
 
 
@@ -346,9 +379,16 @@ OWNED_AND_NAMED = {
     "project_id": PROJECT,
 }
 
+# Rate limits (issue 10): a ceiling on the resource's copies; PUT may change them.
+LIMITS = {
+    "max_pps": Attr(rate("packets per second"), put=True),
+    "max_kbps": Attr(rate("kbit per second"), put=True),
+}
+SNAPLEN = {"snaplen": Attr(snaplen, put=True)}
 TAP_SERVICE = {
     **OWNED_AND_NAMED,
     "port_id": Attr(uuid_str, required=True),
+    **LIMITS,
 }
 TAP_FLOW = {
     **OWNED_AND_NAMED,
@@ -357,6 +397,8 @@ TAP_FLOW = {
     "direction": Attr(one_of("IN", "OUT", "BOTH"), required=True),
     "vlan_filter": Attr(vlan_filter),
     "tap_filter_id": Attr(nullable(uuid_str), put=True),
+    **SNAPLEN,
+    **LIMITS,
 }
 TAP_FILTER = {
     **OWNED_AND_NAMED,
@@ -369,6 +411,8 @@ TAP_MIRROR = {
     "directions": Attr(directions, required=True),
     "remote_ip": Attr(remote_ip, required=True),
     "mirror_type": Attr(one_of("gre", "erspanv1"), required=True),
+    **SNAPLEN,
+    **LIMITS,
 }
 NETWORK = {
     "id": Attr(uuid_str),
