@@ -32,6 +32,7 @@ from taas.agent.ovs.flows import (
     vlan_ranges_to_masks,
     vlan_vid_match,
 )
+from taas.agent.ovs.limits import deliveries, flow_limits
 from taas.agent.ovs.meters import MeterKey, MeterSpec, limit_keys, limits_error, meters_of
 from taas.agent.ovs.readback import copy_vlans, held_taas_ids, held_vlans
 from taas.agent.ovs.tables import BR_INT, BR_TAP, BR_TUN
@@ -247,11 +248,11 @@ def compile_host(
     service_err, remote_path = _services(b, desired, ports, host, port_err)
     taps, remote_used = _tap_flow_rules(b, desired, ports, host, port_err, service_err,
                                         remote_path)
-    taps = _flow_limits(b, desired, taps, remote_path)
+    taps = flow_limits(b, desired, taps, remote_path)
     taps = _filters(b, desired, taps)
     assigned = assign_mirror_vlans(desired.tap_mirrors, mirror_vlans, reserved_vlans)
     taps += _tap_mirror_rules(b, desired, ports, port_err, assigned)
-    _deliveries(b, desired, ports, host, service_err, taps)
+    deliveries(b, desired, ports, host, service_err, taps)
     _remote_paths(b, {t: remote_path[t] for t in remote_used}, taps)
     taps = _cap_in_ports(b, taps, ports)
     out_by_src, in_by_net = _copy_tables(b, taps, ports)
@@ -404,60 +405,6 @@ def _filters(b: _Build, desired: DesiredState, taps: list[_Tap]) -> list[_Tap]:
                                 mirror if flt.default_action == "mirror" else skip),
                     *tap.resource, _FILTER_COUNTER[flt.default_action])
     return out
-
-
-def _flow_limits(b: _Build, desired: DesiredState, taps: list[_Tap],
-                 remote_path: Mapping[int, tuple[int, int]]) -> list[_Tap]:
-    """Rate-limited tap flows: a key each (numbered in tap flow id order), carried in the
-    copy's pkt_mark to br-tap, whose flow for (sink, key) passes it through the flow's meters
-    and clears the key (the snaplen bits stay for the exit), then forwards it as the sink's
-    flow does. A copy whose key br-tap does not know (yet) is forwarded unmetered."""
-    limited = {f.id for f in desired.tap_flows if f.max_pps or f.max_kbps}
-    keys: dict[str, int] = {}
-    for rid in sorted({t.resource[1] for t in taps if t.resource[1] in limited}):
-        if len(keys) < T.MAX_MARK_KEY:
-            keys[rid] = len(keys) + 1
-    out: list[_Tap] = []
-    f = b.facts
-    for tap in taps:
-        key = keys.get(tap.resource[1])
-        if key is None:
-            out.append(tap)
-            if tap.resource[1] in limited:  # beyond 65,535 limited tap flows on one host
-                b.statuses = [replace(st, status="ERROR",
-                                      reason="too many rate-limited tap flows on this host")
-                              if st.id == tap.resource[1] else st for st in b.statuses]
-            continue
-        mark = key << T.MARK_KEY_SHIFT | tap.snaplen
-        out.append(replace(tap, mark=mark))
-        fwd = output(f.tap_patch_tun) if tap.sink in remote_path else "IN_PORT"
-        b.limited(BR_TAP, T.TAP_CLASSIFY, T.TAP_LIMIT, T.PRIO_TAP_LIMIT,
-                  {"in_port": str(f.tap_patch_int), "dl_vlan": str(tap.sink),
-                   "pkt_mark": mark_match(key << T.MARK_KEY_SHIFT, T.MARK_KEY_MASK)},
-                  limit_keys("tap_flow", tap.resource[1]), f"{set_mark(tap.snaplen)},{fwd}")
-    return [t for t in out if t.resource[1] not in limited or t.resource[1] in keys]
-
-
-def _deliveries(b: _Build, desired: DesiredState, ports: Mapping[str, LocalPort], host: str,
-                service_err: Mapping[str, str], taps: list[_Tap]) -> None:
-    """br-int's delivery of each local service's copies to its monitor port: through the
-    service's meters, and for each snaplen of its local sources' copies (pkt_mark's low
-    bits) truncated at that output. Copies from other hosts come truncated by their source."""
-    f = b.facts
-    for s in desired.tap_services:
-        if s.dest_host != host or s.id in service_err:
-            continue
-        mon, t = ports[s.port_id], s.taas_id
-        base = {"in_port": str(f.int_patch_tap), "dl_vlan": str(t)}
-        keys = limit_keys("tap_service", s.id)
-        b.count(b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER, base,
-                          keys, f"pop_vlan,{output(mon.ofport)}"),
-                "tap_service", s.id, "delivered")
-        for n in sorted({tap.snaplen for tap in taps if tap.sink == t and tap.snaplen}):
-            b.count(b.limited(BR_INT, T.INT_CLASSIFY, T.INT_DELIVER_LIMIT, T.PRIO_DELIVER_TRUNC,
-                              {**base, "pkt_mark": mark_match(n, T.MARK_SNAPLEN_MASK)}, keys,
-                              f"pop_vlan,{output_trunc(mon.ofport, n + T.POPPED_TAG)}"),
-                    "tap_service", s.id, "delivered")
 
 
 def _tap_mirror_rules(
