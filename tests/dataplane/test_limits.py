@@ -79,6 +79,7 @@ def test_snaplen_local_remote_and_tap_mirror_copies(lab: Lab, lim: Taas) -> None
     lim.flow("f-remote", "S1", "vm2", "OUT", snaplen=SNAPLEN)  # host2 -> host1 (VXLAN)
     lim.flow("f-whole", "S1", "vm3", "OUT")  # host2 -> host1, no snaplen: whole frames
     lim.mirror("m1", "vm1", {"IN": 211}, col.ip, "gre", snaplen=SNAPLEN)
+    lim.mirror("m2", "vm2", {"OUT": 214}, col.ip, "erspanv1", snaplen=SNAPLEN)
     res = lim.sync()
     assert {s.status for r in res.values() for s in r.statuses} == {"ACTIVE"}
 
@@ -98,14 +99,20 @@ def test_snaplen_local_remote_and_tap_mirror_copies(lab: Lab, lim: Taas) -> None
     assert at_mon == want_mon, (f"extra {[len(f) for f in at_mon - want_mon]}, "
                                 f"missing {[len(f) for f in want_mon - at_mon]}")
     # GRE payloads (key 211: the mirror's IN copies of what vm1 received)
-    gre = Counter(p for k, p in _gre(caps["col1"].frames) if k == 211 and _marked([p]))
+    got = _gre(caps["col1"].frames)
+    gre = Counter(p for proto, k, p in got if k == 211 and _marked([p]))
     want_gre = Counter({f[:SNAPLEN]: 1 for f, src in sent.items() if b">vm1 " in f})
     assert gre == want_gre, (f"extra {[len(f) for f in gre - want_gre]}, "
                              f"missing {[len(f) for f in want_gre - gre]}")
+    # ERSPAN v1 (m2: what vm2 sent), after its 8-byte ERSPAN header
+    erspan = Counter(p[8:] for proto, _, p in got if proto == 0x88BE and _marked([p[8:]]))
+    want_erspan = Counter({f[:SNAPLEN]: 1 for f, src in sent.items() if src == "vm2"})
+    assert erspan == want_erspan, (f"extra {[len(f) for f in erspan - want_erspan]}, "
+                                   f"missing {[len(f) for f in want_erspan - erspan]}")
 
 
-def _gre(frames: list[bytes]) -> list[tuple[int, bytes]]:
-    """(key, payload) of each GRE packet (Ethernet + IPv4 + GRE with a key)."""
+def _gre(frames: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """(protocol, key or -1, payload) of each GRE packet (Ethernet + IPv4 + GRE)."""
     out = []
     for f in frames:
         ihl = (f[14] & 0x0F) * 4
@@ -119,7 +126,7 @@ def _gre(frames: list[bytes]) -> list[tuple[int, bytes]]:
             off += 4
         if flags & 0x1000:
             off += 4
-        out.append((key, gre[off:]))
+        out.append((proto, key, gre[off:]))
     return out
 
 
