@@ -235,7 +235,9 @@ class HostReport:
 
 
 Count = Annotated[int, Field(ge=0, lt=2**63)]
-CounterName = Literal["mirrored", "filtered", "dropped", "delivered", "sent"]
+# mirrored, filtered, dropped, delivered, sent; a plain string so that a newer agent's new
+# counter is stored and ignored by an older server rather than refused.
+CounterName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
 # Install times (epochs) of one flow computed at different moments differ by a few ms: within
 # this they are the same flow, if its counters did not go down.
 SAME_EPOCH_MS = 2000

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from taasdp import Taas, observe, prime
+from taasdp import Taas, observe
 
 from taas.agent.ovs.counters import CounterReader
 from taas.common.desired_state import FilterRule, TapFilterState
@@ -29,8 +29,21 @@ def totals(taas: Taas, reader: CounterReader) -> Counter[tuple[str, str, str]]:
     return out
 
 
+def learn(lab: Lab, *vms: str) -> None:
+    """Every switch learns the VMs' MACs (frames to them are not flooded to the monitors as
+    well) from a broadcast nobody answers: pings would make the VMs send ARP probes seconds
+    later, which their tap flows would count."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    for vm in vms:
+        v = lab.vm(vm)
+        lab.send_frames(vm, [bytes(Ether(src=v.mac, dst="ff:ff:ff:ff:ff:ff")
+                                   / IP(src=v.ip, dst="192.0.2.9") / UDP(dport=9))])
+
+
 def test_counters_equal_captured_copies_local_remote_and_filtered(lab: Lab, taas: Taas) -> None:
-    prime(lab)
+    learn(lab, "vm1", "vm2", "vm3")
     sends = _sends(lab)
     baseline = observe(lab, sends, at=["mon"])["mon"]
     udp_only = TapFilterState("udp", "skip", (FilterRule(10, "mirror", protocol="udp"),))
@@ -85,3 +98,35 @@ def _sends(lab: Lab) -> list[tuple[str, bytes]]:
             + [("vm3", _frame(lab, "vm3", "vm2", f"in{i}")) for i in range(3)]
             + [("vm3", _frame(lab, "vm3", "vm1", f"u{i}")) for i in range(4)]
             + [("vm3", _frame(lab, "vm3", "vm1", f"t{i}", tcp=True)) for i in range(6)])
+
+
+def test_dropped_packets_are_the_copies_a_rate_limit_dropped(lab: Lab, taas: Taas) -> None:
+    """A tap flow's meter (source host) and a tap service's (destination host): what they
+    dropped plus what the monitor got equals what was copied (or delivered), exactly.
+    OVS credits a flow when the copy takes it, before the datapath's meters act: a local
+    monitor's delivery flow counts the copies its tap flow's meter then drops, too."""
+    learn(lab, "vm3")
+    taas.service("S1", "mon", 3915)  # host1
+    taas.service("S2", "vm4", 3916, max_pps=10)  # host1, limited delivery
+    taas.flow("lim", "S1", "vm1", "OUT", max_pps=10)  # host1: limited copies
+    taas.flow("fed", "S2", "vm2", "OUT")  # host2 -> host1
+    res = taas.sync()
+    assert {s.status for r in res.values() for s in r.statuses} == {"ACTIVE"}
+    reader = CounterReader()
+    before = totals(taas, reader)
+    n = 120
+    with lab.captures(["mon", "vm4"], direction="in") as caps:
+        lab.send_frames("vm1", [_frame(lab, "vm1", "vm3", f"x{i}") for i in range(n)])
+        lab.send_frames("vm2", [_frame(lab, "vm2", "vm3", f"y{i}") for i in range(n)])
+    got = {vm: sum(1 for f in c.frames if b"TAAS-DP" in f) for vm, c in caps.items()}
+    assert 0 < got["mon"] < n and 0 < got["vm4"] < n, got  # the meters dropped some
+
+    def grown(*key: str) -> int:
+        return totals(taas, reader)[key] - before[key]  # type: ignore[index]
+
+    want = {("tap_flow", "lim", "mirrored"): n, ("tap_flow", "lim", "dropped"): n - got["mon"],
+            ("tap_service", "S1", "delivered"): n,
+            ("tap_service", "S2", "delivered"): n,  # (counted before its meter)
+            ("tap_service", "S2", "dropped"): n - got["vm4"]}
+    wait_until(lambda: {k: grown(*k) for k in want} == want, 10, 0.2,
+               what=f"counters {want}")

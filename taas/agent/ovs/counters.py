@@ -65,6 +65,25 @@ def dump_stats(target: str) -> list[FlowStats]:
     return [p[1] for p in parsed if p is not None and p[0] == COOKIE]
 
 
+_METER = re.compile(r"meter:(\d+)\s.*?duration:([\d.]+)s\s+bands:\s*\n\s*0:\s*"
+                    r"packet_count:(\d+)\s+byte_count:(\d+)", re.S)
+
+
+@dataclass(frozen=True)
+class MeterDrops:
+    meter_id: int
+    packets: int  # dropped by its (one) drop band
+    bytes: int
+    duration: float  # seconds since the meter was created
+
+
+def meter_drops(target: str) -> list[MeterDrops]:
+    """The drop band counts of every meter of a bridge (``ovs-ofctl meter-stats``)."""
+    out = tool.run(["ovs-ofctl", "-O", OF_VERSION, "meter-stats", target])
+    return [MeterDrops(int(m.group(1)), int(m.group(3)), int(m.group(4)), float(m.group(2)))
+            for m in _METER.finditer(out)]
+
+
 def slot_name(bridge: str, flow: Flow) -> str:
     """A flow's stable name on its host: bridge, table, priority and match (not its actions,
     which change as other copies join its group: that re-installs it, a new epoch)."""
@@ -109,6 +128,32 @@ class CounterReader:
                 out += [CounterSlot(kind, rid, counter, slot, epoch, st.packets,  # type: ignore[arg-type]
                                     st.bytes, direction)  # type: ignore[arg-type]
                         for kind, rid, counter, direction in counts]
-        for gone in set(self._epochs) - seen:  # flows removed: forget them
-            del self._epochs[gone]
+        self._forget(seen, "f")
         return out
+
+    def dropped(self, owners: Mapping[int, Counted], drops: Mapping[str, Iterable[MeterDrops]],
+                now: float) -> list[CounterSlot]:
+        """The ``dropped`` slots of the rate-limit meters (meter id -> its resource) among
+        ``drops`` (bridge -> its meters). A resource with two meters (max_pps and max_kbps)
+        has two slots: its drops are their sum."""
+        out: list[CounterSlot] = []
+        seen: set[str] = set()
+        for bridge, meters in drops.items():
+            for d in meters:
+                owner = owners.get(d.meter_id)
+                if owner is None:
+                    continue
+                slot = f"m{bridge}/{d.meter_id:x}"
+                seen.add(slot)
+                epoch = self.epoch(slot, round((now - d.duration) * 1000), d.packets)
+                kind, rid, _, direction = owner
+                out.append(CounterSlot(kind, rid, "dropped", slot, epoch, d.packets,  # type: ignore[arg-type]
+                                       d.bytes, direction))  # type: ignore[arg-type]
+        self._forget(seen, "m")
+        return out
+
+    def _forget(self, seen: set[str], prefix: str) -> None:
+        """Slots (flows: a hex name; meters: "m...") no longer on the switch."""
+        for gone in [s for s in self._epochs if (s[0] == "m") == (prefix == "m")
+                     and s not in seen]:
+            del self._epochs[gone]

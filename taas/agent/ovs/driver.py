@@ -29,7 +29,7 @@ from taas.agent.ovs.compile import (
     held_vlans,
     static_flows,
 )
-from taas.agent.ovs.counters import CounterReader, FlowStats, dump_stats
+from taas.agent.ovs.counters import CounterReader, FlowStats, dump_stats, meter_drops
 from taas.agent.ovs.flows import Flow
 from taas.agent.ovs.ovsdb import Iface, OvsdbClient
 from taas.agent.ovs.probe import probe_flows
@@ -339,20 +339,28 @@ class OvsDriver:
         return compiled
 
     def counter_slots(self, reader: CounterReader) -> list[CounterSlot]:
-        """The raw counters of the flows that count for a resource (docs/pipeline.md,
-        "Counters"), as of the last compile: one dump with statistics per bridge holding such
-        flows (none while nothing is counted). Safe beside a sync in another thread: it only
+        """The raw counters of the flows that count for a resource and the drops of its rate
+        limits (docs/pipeline.md, "Counters"), as of the last compile: one dump with
+        statistics per bridge holding such flows, one meter-stats per bridge with meters
+        (nothing while nothing is counted). Safe beside a sync in another thread: it only
         reads the switch and the last compile's result."""
         last = self._compiled
         if last is None or not last[1].counted:
             return []
-        compiled = last[1]
+        desired, compiled = last[0][0], last[1]
+        now = time.time()
         stats: dict[str, list[FlowStats]] = {}
         for br, flows in compiled.flows.items():
             if any(f in compiled.counted for f in flows):
-                stats[br] = [st for st in dump_stats(self.of[br].target) if st.flow in flows]
-        return reader.slots(compiled.counted, {self.of[br].bridge: fs
-                                               for br, fs in stats.items()}, time.time())
+                stats[self.of[br].bridge] = [st for st in dump_stats(self.of[br].target)
+                                             if st.flow in flows]
+        out = reader.slots(compiled.counted, stats, now)
+        owners = {mid: (kind, rid, "dropped", d)
+                  for (kind, rid, d), ids in M.resource_meters(desired).items()  # type: ignore[arg-type]
+                  for mid in ids}
+        drops = {self.of[br].bridge: meter_drops(self.of[br].target)
+                 for br, specs in compiled.meters.items() if specs}
+        return out + reader.dropped(owners, drops, now)
 
     def held_taas_ids(self) -> tuple[int, ...]:
         """The taas_ids this host's taas flows hold, read back from the switch (sorted).
