@@ -310,3 +310,39 @@ def test_tap_service_limit_is_reported(make_taas: Any) -> None:
         res = taas.run("tap", "service", "create", "--port", "lim-p2", check=False)
         err = _one_line_error(res)
         assert "(HTTP 409 TapServiceLimitReached)" in err
+
+
+def test_show_prints_statistics(taas: Any, inventory: dict[str, Any], server: Any) -> None:
+    """Counters an agent reported, in `show` of a tap flow, service and mirror."""
+    ts = taas.json("tap", "service", "create", "--port", "cli-mon2", as_="a-member")
+    tf = taas.json("tap", "flow", "create", "--port", "cli-vm3", "--tap-service", ts["id"],
+                   "--direction", "OUT", "--name", "cli-counted", as_="a-member")
+    tm = taas.json("tap", "mirror", "create", "--port", "cli-vm1", "--directions", "IN=141",
+                   "--remote-ip", "192.0.2.10", "--mirror-type", "gre", "--name", "cli-tm-c",
+                   as_="a-member")
+    agent = httpx.Client(base_url=server.url, headers={"X-Auth-Token": server.tokens["service"]})
+    try:
+        assert agent.put("/v2.0/taas-agents/cli-hv", json={"agent": {
+            "tunnel_ip": "172.31.44.1"}}).status_code == 200
+        slots = [{"kind": "tap_flow", "id": tf["id"], "counter": "mirrored", "slot": "a",
+                  "epoch": 1, "packets": 7, "bytes": 700},
+                 {"kind": "tap_service", "id": ts["id"], "counter": "delivered", "slot": "b",
+                  "epoch": 1, "packets": 7, "bytes": 700},
+                 {"kind": "tap_mirror", "id": tm["id"], "counter": "sent", "slot": "c",
+                  "epoch": 1, "packets": 5, "bytes": 500, "direction": "IN"}]
+        r = agent.put("/v2.0/taas-agents/cli-hv/counters", json={"counters": {
+            "boot": "b1", "seq": 1, "counters": slots}})
+        assert r.status_code == 200 and r.json()["counters"]["accepted"] == 3, r.text
+    finally:
+        agent.close()
+    flow = taas.run("tap", "flow", "show", "cli-counted", as_="a-member").out
+    assert "| statistics.mirrored_packets " in flow and "| 7 " in flow
+    assert "| statistics.mirrored_bytes " in flow and "| 700 " in flow
+    service = taas.run("tap", "service", "show", ts["id"], as_="a-member").out
+    assert "| statistics.delivered_packets " in service
+    mirror = taas.run("tap", "mirror", "show", "cli-tm-c", as_="a-member").out
+    assert "| statistics.IN.sent_packets " in mirror and "| 5 " in mirror
+    assert taas.json("tap", "flow", "show", "cli-counted", as_="a-member")["statistics"][
+        "mirrored_packets"] == 7
+    taas.run("tap", "mirror", "delete", "cli-tm-c", as_="a-member")
+    taas.run("tap", "service", "delete", ts["id"], as_="a-member")
