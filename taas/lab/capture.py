@@ -65,12 +65,15 @@ class Capture:
     """
 
     def __init__(self, netns: str, iface: str, path: Path, bpf: str | None = None,
-                 direction: str | None = None) -> None:
+                 direction: str | None = None, snaplen: int = 0) -> None:
         self.netns = netns
         self.iface = iface
         self.path = path
         self.bpf = bpf
         self.direction = direction
+        # Bytes kept per frame (0: all). In immediate mode the kernel ring has one slot per
+        # snaplen-sized frame, so a small one avoids drops at high rates on a loaded machine.
+        self.snaplen = snaplen
         self.frames: list[bytes] = []
         self.times: list[float] = []  # tcpdump's timestamp of each of `frames`
         self.dropped = 0  # frames the kernel dropped before tcpdump read them (known at stop)
@@ -81,7 +84,8 @@ class Capture:
     def start(self) -> None:
         # -Z root: tcpdump otherwise drops to user tcpdump and cannot write the pcap;
         # --immediate-mode -U: every frame reaches the file at once (no 1 s buffer timeout).
-        cmd = ["ip", "netns", "exec", self.netns, "tcpdump", "-n", "-i", self.iface, "-s", "0",
+        cmd = ["ip", "netns", "exec", self.netns, "tcpdump", "-n", "-i", self.iface, "-s",
+               str(self.snaplen),
                "-U", "--immediate-mode", "-Z", "root", "-w", str(self.path)]
         if self.direction:
             cmd += ["-Q", self.direction]
@@ -210,10 +214,11 @@ class CaptureMixin(LabHandle):
 
     @contextlib.contextmanager
     def captures(self, targets: Sequence[str] | dict[str, Any], *,
-                 direction: str | None = None, settle: bool = True
+                 direction: str | None = None, settle: bool = True, snaplen: int = 0
                  ) -> Iterator[dict[str, Capture]]:
         """Several captures started in parallel. `targets`: names (default interface) or a dict
-        name -> iface | (iface, bpf). Yields {name: Capture}."""
+        name -> iface | (iface, bpf). `snaplen`: bytes kept per frame (0: all). Yields
+        {name: Capture}."""
         if not isinstance(targets, dict):
             targets = {t: None for t in targets}
         capdir = self.dir / "captures"
@@ -225,7 +230,7 @@ class CaptureMixin(LabHandle):
                 fd, path = tempfile.mkstemp(prefix="cap-", suffix=".pcap", dir=capdir)
                 os.close(fd)
                 c = Capture(self.netns_of(t), iface or self.default_iface(t), Path(path), bpf,
-                            direction)
+                            direction, snaplen)
                 caps[t] = c
                 c.start()
             for c in caps.values():

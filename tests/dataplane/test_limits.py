@@ -14,6 +14,7 @@ test says so in its failure message only if the copies exceed the offer).
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.ovs
 SNAPLEN = 128
 LIMIT_PPS = 1000
 WARMUP = 0.5  # seconds left out at the start of the window: the meter's burst
+RATE_SNAP = 96  # bytes the rate tests' captures keep (headers and marker): a capture that
+# keeps little drops nothing at these rates even on a loaded machine
 
 
 @pytest.fixture
@@ -150,18 +153,20 @@ class Offer:
     first: float  # time.time() of the first and last frame sent, by the slowest sender
     last: float
     sent: int
+    rates: dict[str, float]  # frames/s each sender achieved
 
     @property
     def pps(self) -> float:
         return self.sent / (self.last - self.first)
 
 
-def _send_all(lab: Lab, frames: dict[str, list[bytes]], pps: int) -> Offer:
-    """Every sender at ``pps`` at once; the window in which they all sent."""
+def _send_all(lab: Lab, frames: dict[str, list[bytes]], pps: int | dict[str, int]) -> Offer:
+    """Every sender at its ``pps`` at once; the window in which they all sent."""
     def send(vm: str) -> tuple[float, float, int]:
         data = "\n".join(f.hex() for f in frames[vm])
+        rate = pps[vm] if isinstance(pps, dict) else pps
         p = lab.popen(vm, [sys.executable, script("send_frames"), lab.default_iface(vm),
-                           str(1 / pps)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           str(1 / rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                       text=True)
         out, _ = p.communicate(data, timeout=120)
         assert p.returncode == 0
@@ -169,17 +174,64 @@ def _send_all(lab: Lab, frames: dict[str, list[bytes]], pps: int) -> Offer:
         return float(first), float(last), int(n)
 
     with ThreadPoolExecutor(len(frames)) as ex:  # all at once
-        spans = list(ex.map(send, frames))
-    return Offer(max(s[0] for s in spans), min(s[1] for s in spans), sum(s[2] for s in spans))
+        spans = dict(zip(frames, ex.map(send, frames), strict=True))
+    return Offer(max(s[0] for s in spans.values()), min(s[1] for s in spans.values()),
+                 sum(s[2] for s in spans.values()),
+                 {vm: n / max(last - first, 1e-6) for vm, (first, last, n) in spans.items()})
 
 
-def _check_tenant(received: int, sent: int) -> None:
-    """The tenant's frames are all delivered: the receivers' counters grew by what was sent
-    (a few frames more: ARP / ND). Up to 2 % fewer is tolerated as the loaded machine's
-    own loss (measured: none in an idle lab); a meter on the tenant's path would lose about
-    two thirds of them (the limit is a third of the offer)."""
-    assert sent - 0.02 * sent <= received <= sent + 10, (
-        f"the tenant's frames: {received} received of {sent} sent")
+def _check_tenant(received: int, sent: int, dropped: int) -> None:
+    """The tenant's frames are delivered: the receivers' counters grew by what was sent (a few
+    frames more: ARP / ND). A meter on the tenant's path would lose as many tenant frames as
+    it drops copies (``dropped``: most of the offer); the loaded machine's own losses (none
+    in an idle lab; up to ~10 % measured while four other test suites ran on its 2 cores)
+    are tolerated up to a fifth of that, so the check cannot flake under load. That meters
+    never touch the tenant's frame is asserted exactly by ``_meters_only_in_clones``."""
+    lost = sent - received
+    assert -10 <= lost <= 0.2 * dropped, (
+        f"the tenant's frames: {received} received of {sent} sent (meters dropped {dropped})")
+
+
+def _check_meter(stats: dict[int, tuple[int, int]], ids: tuple[int, ...], sent: int,
+                 copies: int) -> int:
+    """The meter's own counts (what the counters report as dropped_packets) against the
+    frames sent and the copies the monitor saw: it saw every frame of the offer (up to the
+    machine's own losses before it), and what it let through reached the monitor (idem after
+    it). On an idle lab the drops equal sent - copies within 1 %; a loaded machine loses a
+    few percent of frames around the switch, hence 10 %. Returns the drops."""
+    packets_in, dropped = stats[ids[0]][0], M.dropped(stats, ids)
+    assert 0.9 * sent <= packets_in <= sent + 10, (packets_in, sent)  # (+ARP, ND)
+    assert copies <= packets_in - dropped <= copies + 10 + 0.1 * sent, (packets_in, dropped,
+                                                                     copies)
+    return dropped
+
+
+def _meters_only_in_clones(lab: Lab, src: str, dst: str) -> None:
+    """ofproto/trace of a tenant frame from ``src`` to ``dst``: every meter OVS applies is
+    inside a datapath clone() (only the copy passes it), and the tenant's own outputs are
+    not."""
+    v, d = lab.vm(src), lab.vm(dst)
+    out = lab.ovs(v.host, ["ovs-appctl", "ofproto/trace", "br-int",
+                           f"in_port={v.ofport},dl_src={v.mac},dl_dst={d.mac},udp,"
+                           f"nw_src={v.ip},nw_dst={d.ip}"])
+    (acts,) = [ln.split(":", 1)[1] for ln in out.splitlines()
+               if ln.startswith("Datapath actions:")]
+    stack: list[str] = []
+    meters = 0
+    for m in re.finditer(r"(\w+)\(|\)", acts):
+        if m.group(1) is None:
+            stack.pop()
+            continue
+        if m.group(1) == "meter":
+            meters += 1
+            assert "clone" in stack, f"a meter outside a clone: {acts}"
+        stack.append(m.group(1))
+    assert meters and stack == [], acts
+    depth, top = 0, ""
+    for ch in acts:  # the actions outside every parenthesis: the frame's own
+        depth += (ch == "(") - (ch == ")")
+        top += ch if depth == 0 and ch != ")" else ""
+    assert any(t.strip().isdigit() for t in top.split(",")), f"no tenant output: {acts}"
 
 
 def _copies(cap: Capture, marker: bytes = b"TAAS-LIM") -> list[float]:
@@ -207,19 +259,25 @@ def test_max_pps_of_a_tap_flow_and_its_tenant_frames(lab: Lab, lim: Taas) -> Non
     lim.flow("f2", "S1", "vm2", "OUT", max_pps=LIMIT_PPS)  # remote source
     res = lim.sync()
     assert {s.status for r in res.values() for s in r.statuses} == {"ACTIVE"}
-    frames = _offer(lab, {"vm1": "vm3", "vm2": "vm3"}, 3000, 2.5)
+    _meters_only_in_clones(lab, "vm1", "vm3")
+    _meters_only_in_clones(lab, "vm2", "vm3")
+    # vm1 at 5,000 frames/s (the issue's offer), vm2 at 2,000 (still twice its limit)
+    rates = {"vm1": 5000, "vm2": 2000}
+    frames = {s: _offer(lab, {s: "vm3"}, pps, 2.5)[s] for s, pps in rates.items()}
     rx = _rx_packets(lab, ["vm3"])
-    with lab.capture("mon", direction="in") as cap:
-        offer = _send_all(lab, frames, 3000)
-    _check_tenant(_rx_packets(lab, ["vm3"]) - rx, offer.sent)
+    with lab.captures(["mon"], direction="in", snaplen=RATE_SNAP) as caps:
+        offer = _send_all(lab, frames, rates)
+    cap = caps["mon"]
     stats = lim.drivers["host1"].meter_stats() | lim.drivers["host2"].meter_stats()
     per = M.resource_meters(lim.state("host1"))
+    all_dropped = 0
     for src, fid in (("vm1", "f1"), ("vm2", "f2")):
         copies = _copies(cap, f"TAAS-LIM {src}>".encode())
-        _check_rate(copies, offer, LIMIT_PPS, offer.pps / 2, f"max_pps of the flow of {src}")
-        # The meters' drops are the difference (the counters' dropped_packets), within 1 %.
-        dropped = M.dropped(stats, per[("tap_flow", fid, None)])
-        assert abs(dropped - (len(frames[src]) - len(copies))) <= 0.01 * len(frames[src])
+        _check_rate(copies, offer, LIMIT_PPS, offer.rates[src], f"max_pps of the flow of {src}")
+        dropped = _check_meter(stats, per[("tap_flow", fid, None)], len(frames[src]),
+                               len(copies))
+        all_dropped += dropped
+    _check_tenant(_rx_packets(lab, ["vm3"]) - rx, offer.sent, all_dropped)
 
 
 def test_max_pps_and_max_kbps_of_a_tap_service_with_several_sources(
@@ -230,17 +288,24 @@ def test_max_pps_and_max_kbps_of_a_tap_service_with_several_sources(
         lim.flow(f"f-{vm}", "S1", vm, "OUT")
     assert {s.status for r in lim.sync().values() for s in r.statuses} == {"ACTIVE"}
     rx = ["vm1", "vm2", "vm3"]
-    frames = _offer(lab, {"vm1": "vm2", "vm2": "vm3", "vm3": "vm1"}, 2000, 2.5)
+    _meters_only_in_clones(lab, "vm1", "vm2")  # (the service's meter: on the monitor's host)
+    frames = _offer(lab, {"vm1": "vm2", "vm2": "vm3", "vm3": "vm1"}, 1700, 2.5)
     before = _rx_packets(lab, rx)
-    with lab.capture("mon", direction="in") as cap:
-        offer = _send_all(lab, frames, 2000)
-    _check_tenant(_rx_packets(lab, rx) - before, offer.sent)
-    _check_rate(_copies(cap), offer, LIMIT_PPS, offer.pps, "max_pps of the tap service")
+    with lab.captures(["mon"], direction="in", snaplen=RATE_SNAP) as caps:
+        offer = _send_all(lab, frames, 1700)
+    cap = caps["mon"]
+    copies = _copies(cap)
+    _check_rate(copies, offer, LIMIT_PPS, offer.pps, "max_pps of the tap service")
+    dropped = _check_meter(lim.drivers["host1"].meter_stats(),
+                           M.resource_meters(lim.state("host1"))[("tap_service", "S1", None)],
+                           offer.sent, len(copies))
+    _check_tenant(_rx_packets(lab, rx) - before, offer.sent, dropped)
     # max_kbps instead (a change of the limits): 100-byte copies at 400 kbit/s = 500/s.
     lim.service("S1", "mon", 3913, max_kbps=400)
     lim.sync()
-    with lab.capture("mon", direction="in") as cap:
-        offer = _send_all(lab, frames, 2000)
+    with lab.captures(["mon"], direction="in", snaplen=RATE_SNAP) as caps:
+        offer = _send_all(lab, frames, 1700)
+    cap = caps["mon"]
     _check_rate(_copies(cap), offer, 400_000 / (100 * 8), offer.pps,
                 "max_kbps of the tap service")
 
