@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from taas.agent.client import ServerClient
@@ -272,3 +273,114 @@ def bind_new_port(api: Api, name: str) -> str:
     port = api.port()
     bind(api, name, port["id"])
     return str(port["id"])
+
+
+def test_agent_calls_keep_what_the_middlewares_give(api: Api) -> None:
+    """Heartbeats and long-polls skip FastAPI's routing (api/fastpath.py), not the app's
+    middlewares nor its error handling."""
+    name = host()
+    agent = api("service")
+    r = register(api, name)
+    assert r.status_code == 200 and r.headers["x-openstack-request-id"].startswith("req-")
+    r = agent.get(f"{AGENTS}/{name}/desired-state", params={"timeout": 0})
+    assert r.status_code == 200 and r.headers["x-openstack-request-id"].startswith("req-")
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["desired_state"]["host"] == name and "report_digest" in r.json()
+    r = agent.head(f"{AGENTS}/{name}/desired-state", params={"timeout": 0})
+    assert r.status_code == 200 and r.content == b""
+    err = neutron_error(agent.get(f"{AGENTS}/{name}/desired-state",
+                                  params={"timeout": "soon"}), 400, "InvalidInput")
+    assert "timeout must be a number" in err["message"]
+    neutron_error(agent.put(f"{AGENTS}/{name}", content=b"{", headers={
+        "Content-Type": "application/json"}), 400, "HTTPBadRequest")
+    neutron_error(agent.put(f"{AGENTS}/{name}", content=b"x" * 2_000_000, headers={
+        "Content-Type": "application/json"}), 413, "HTTPRequestEntityTooLarge")
+    for bad in ({}, {"X-Auth-Token": "forged"}):
+        with httpx.Client(base_url=api.server.url, headers=bad) as anon:
+            neutron_error(anon.put(f"{AGENTS}/{name}", json={"agent": {"tunnel_ip": "10.0.0.9"}}),
+                          401, "HTTPUnauthorized")
+            neutron_error(anon.get(f"{AGENTS}/{name}/desired-state"), 401, "HTTPUnauthorized")
+    neutron_error(api("a-member").get(f"{AGENTS}/{name}/desired-state"), 403)
+    # Other methods on these paths are still FastAPI's.
+    assert agent.delete(f"{AGENTS}/{name}").status_code == 405
+    # The request metrics name them by their route, as FastAPI's own routes.
+    metrics = api("admin").get("/metrics").text
+    for method, route in (("PUT", "/v2.0/taas-agents/{host}"),
+                          ("GET", "/v2.0/taas-agents/{host}/desired-state")):
+        assert f'taas_http_request_duration_seconds_count{{method="{method}",route="{route}"}}' \
+            in metrics
+
+
+# ---- a tunnel address that a tap mirror sends to -------------------------------------------
+
+def test_an_agent_cannot_register_a_tap_mirrors_remote_ip(api: Api) -> None:
+    """The reverse of the tap mirror's check (test_api_hardening): copies bound for a
+    collector must not land in a hypervisor's tunnel endpoint, whichever comes first."""
+    ip = f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+    mirror = api.tap_mirror(remote_ip=ip)
+    fresh, moving = host(), host()
+    for tunnel_ip in (ip, f"::ffff:{ip}"):  # the IPv4-mapped spelling reaches the same host
+        err = neutron_error(register(api, fresh, tunnel_ip), 409, "TunnelIpInUse")
+        assert "remote_ip of a tap mirror" in err["message"]
+    admin = api("admin")
+    assert admin.get("/v2.0/agents", params={"host": fresh}).json()["agents"] == []
+    assert register(api, moving, "172.31.4.1").status_code == 200
+    neutron_error(register(api, moving, ip), 409, "TunnelIpInUse")
+    (agent,) = admin.get("/v2.0/agents", params={"host": moving}).json()["agents"]
+    assert agent["configurations"]["tunnel_ip"] == "172.31.4.1"  # unchanged
+    assert register(api, moving, "172.31.4.1").status_code == 200  # heartbeats go on
+    assert api("a-member").delete(f"/v2.0/taas/tap_mirrors/{mirror['id']}").status_code == 204
+    assert register(api, fresh, ip).status_code == 200  # the address is free again
+
+
+def test_a_tap_mirror_and_an_agent_racing_for_one_address(
+        pg_cluster: str, request: pytest.FixtureRequest) -> None:
+    """PostgreSQL (replicas, concurrent transactions): both checks take one advisory lock
+    per address, so the second one sees the first one's row and exactly one wins. (SQLite:
+    one server process serialises its writes, so the two cannot interleave.)"""
+    import sqlalchemy as sa
+
+    from taas.server.db.repositories import lock_address
+    from taas.testing.postgres import create_database
+
+    from .conftest import fresh_tunnel_id
+
+    db_url = create_database(pg_cluster, f"taas_{uuid.uuid4().hex[:12]}")
+    ip = "198.19.7.7"
+    with run_server(db_url=db_url) as srv:
+        api = Api(srv)
+        port = api.port()
+        engine = sa.create_engine(db_url)
+        results: dict[str, int] = {}
+
+        def mirror() -> None:
+            results["mirror"] = api("a-member").post("/v2.0/taas/tap_mirrors", json={
+                "tap_mirror": {"port_id": port["id"], "remote_ip": ip, "mirror_type": "gre",
+                               "directions": {"IN": fresh_tunnel_id()}}}).status_code
+
+        def agent() -> None:
+            results["agent"] = register(api, "race-host", ip).status_code
+
+        def waiting() -> int:
+            with engine.connect() as conn:
+                return int(conn.scalar(sa.text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                    " WHERE l.locktype = 'advisory' AND NOT l.granted"
+                    " AND d.datname = current_database()")) or 0)
+
+        try:
+            with sa.orm.Session(engine) as held:  # plays a third transaction on the address
+                lock_address(held, ip)
+                threads = [threading.Thread(target=f) for f in (mirror, agent)]
+                for n, t in enumerate(threads, 1):
+                    t.start()
+                    # Each waits on the address's lock: the check comes after it.
+                    wait_until(lambda n=n: waiting() == n, 20, 0.05,  # type: ignore[misc]
+                               "the request waiting on the address lock")
+                held.rollback()
+            for t in threads:
+                t.join(30)
+        finally:
+            engine.dispose()
+            api.close()
+        assert sorted(results.values()) in ([200, 400], [201, 409]), results

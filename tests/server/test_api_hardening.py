@@ -166,7 +166,10 @@ def test_postgres_down_is_503_without_details_then_recovers_on_the_same_connecti
         assert before.status_code == 200
         cluster.stop()
         down = [c.get("/v2.0/networks"),
-                c.post("/v2.0/networks", json={"network": {"project_id": "p"}})]
+                c.post("/v2.0/networks", json={"network": {"project_id": "p"}}),
+                # The agents' calls too (served outside FastAPI's routing: api/fastpath.py).
+                c.put("/v2.0/taas-agents/h-out", json={"agent": {"tunnel_ip": "10.0.0.1"}}),
+                c.get("/v2.0/taas-agents/h-out/desired-state")]
         for r in down:
             _assert_unavailable(r)
             assert str(cluster.port) not in r.text and "psycopg" not in r.text

@@ -22,8 +22,16 @@ def _agents(request: Request) -> Any:
     return request.app.state.agents
 
 
-BEAT_FLUSH = 1.0  # seconds between two stores of the queued heartbeats
 LOG = logging.getLogger(__name__)
+
+
+def beat_flush_interval(agent_down_time: float) -> float:
+    """Seconds between two stores of the queued heartbeats (and of the hosts whose long-poll
+    waits): a sixth of agent_down_time, within 1..5 s. A stored heartbeat then trails the
+    agent's last contact by at most this (plus one flush), far inside agent_down_time, so a
+    live agent never looks dead (the deletion gate relies on that); a dead one is seen dead
+    at most this much later (a deletion waits that much longer, never less)."""
+    return min(5.0, max(1.0, agent_down_time / 6))
 
 
 def _view(agent: Any, counters_interval: float = 0.0) -> dict[str, Any]:
@@ -38,13 +46,14 @@ def _view(agent: Any, counters_interval: float = 0.0) -> dict[str, Any]:
 
 
 async def _flush_beats(state: Any) -> None:
-    """Store the queued heartbeats once a second, for as long as the server runs."""
+    """Store the queued heartbeats every few seconds, for as long as the server runs."""
     def flush() -> None:
         with state.db.write() as uow:
             state.agents.flush_beats(uow)
 
+    interval = beat_flush_interval(state.settings.agent_down_time)
     while True:
-        await asyncio.sleep(BEAT_FLUSH)
+        await asyncio.sleep(interval)
         try:
             await run_in_threadpool(flush)
         except Exception:  # noqa: BLE001 - the database may be down: the next flush retries
@@ -54,7 +63,7 @@ async def _flush_beats(state: Any) -> None:
 @router.put("/taas-agents/{host}")
 async def register(host: str, request: Request, ctx: Caller) -> Any:
     """Register, or heartbeat: a known agent with the same tunnel IP costs one read here and
-    a share of one UPDATE a second (heartbeats are batched)."""
+    a share of one UPDATE every few seconds (heartbeats are batched)."""
     body = await json_body(request)
     svc = _agents(request)
     state = request.app.state
@@ -97,7 +106,7 @@ async def _until_disconnect(request: Request) -> None:
 
 
 @router.get("/taas-agents/{host}/desired-state")
-async def desired_state(host: str, request: Request, ctx: Caller) -> Any:
+async def desired_state(host: str, request: Request, ctx: Caller) -> Response:
     """Long-poll: answer when the host's revision differs from ?revision=, or at the timeout
     (services/watch.py); the answer is always the host's full state."""
     svc = _agents(request)
@@ -108,19 +117,22 @@ async def desired_state(host: str, request: Request, ctx: Caller) -> Any:
     assert wait is not None
     if not 0 <= wait <= watch.MAX_WAIT:
         raise InvalidInput(f"timeout must be within 0..{watch.MAX_WAIT:g} seconds")
+    state = request.app.state
+    notifier, revisions = state.notifier, state.known_revisions
     svc.watch_started(host)
     try:
         answer = await watch.wait_for_change(
-            request.app.state.notifier, host, known, wait,
-            request.app.state.settings.revision_poll_interval,
+            notifier, host, known, wait, state.settings.revision_poll_interval,
             lambda: read(request, lambda s: svc.revision(s, ctx, host)),
-            lambda: _until_disconnect(request))
+            lambda: _until_disconnect(request), revisions)
     finally:
         svc.watch_ended(host)
     if not answer:
         return Response(status_code=204)  # nobody listens any more
-    return await read(request, lambda s: {"desired_state": svc.desired_state(s, ctx, host),
-                                          **svc.digests(s, host)})
+    event = notifier.current(host)  # before the read: what it reads is known until it fires
+    revision, body = await read(request, lambda s: svc.watch_answer(s, host))
+    revisions.put(host, event, revision)  # the agent's next long-poll needs no read
+    return Response(body, media_type="application/json")
 
 
 @router.put("/taas-agents/{host}/report")

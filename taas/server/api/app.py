@@ -14,6 +14,7 @@ from taas.server.api import inventory as inventory_api
 from taas.server.api.auth import TokenStore, build_authenticator
 from taas.server.api.common import MAX_BODY
 from taas.server.api.errors import install_error_handlers
+from taas.server.api.fastpath import AgentFastPath
 from taas.server.api.metrics import Metrics, RequestMetrics
 from taas.server.api.metrics import router as metrics_router
 from taas.server.api.middleware import BodyLimit, CatchAll, HeadAsGet, RequestId
@@ -27,6 +28,7 @@ from taas.server.services.agents import Agents
 from taas.server.services.filters import TapFilters
 from taas.server.services.quotas import Quotas
 from taas.server.services.tap import TapResources
+from taas.server.services.watch import KnownRevisions
 
 LOG = logging.getLogger(__name__)
 
@@ -72,8 +74,11 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     app.state.inventory = inventory
     app.state.agents = Agents(settings, driver)
     app.state.metrics = metrics
+    app.state.known_revisions = KnownRevisions(notifier)
     install_error_handlers(app)
-    # Outermost last: BodyLimit sees the request first, CatchAll wraps the routes.
+    # Outermost last: BodyLimit sees the request first, CatchAll wraps the routes (and the
+    # agents' heartbeats and long-polls, which AgentFastPath serves without FastAPI).
+    app.add_middleware(AgentFastPath)
     app.add_middleware(CatchAll)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, limit=MAX_BODY)

@@ -83,13 +83,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return _unavailable(request, str(exc).splitlines()[0])
 
 
-def _routes(routes: list[Any]) -> Iterator[Route]:
+def routes_of(routes: list[Any]) -> Iterator[Route]:
     for route in routes:
         if isinstance(route, Route):
             yield route
         inner = getattr(route, "original_router", None)  # FastAPI's included routers
         if inner is not None:
-            yield from _routes(inner.routes)
+            yield from routes_of(inner.routes)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -97,7 +97,7 @@ def allowed_methods(request: Request) -> list[str]:
     first route matching the path, e.g. POST alone where GET is also served.)"""
     path = request.url.path
     methods: set[str] = set()
-    for route in _routes(request.app.router.routes):
+    for route in routes_of(request.app.router.routes):
         if route.path_regex.fullmatch(path):
             methods |= route.methods or set()
     if "GET" in methods:

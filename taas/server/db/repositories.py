@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -301,6 +302,12 @@ class TapMirrorRepository(LiveRows[TapMirror]):
     def live_with_ports(self, port_ids: Iterable[str]) -> list[TapMirror]:
         return self._live_in(TapMirror.port_id, port_ids)
 
+    def remote_ip_in(self, addresses: Iterable[str]) -> bool:
+        """Whether a tap mirror (in any state: a pending deletion still sends) sends to one
+        of `addresses`."""
+        stmt = select(TapMirror.id).where(TapMirror.remote_ip.in_(list(addresses)))
+        return self.session.scalars(stmt).first() is not None
+
     def tunnels_in_use(self, tunnel_ids: Sequence[int]) -> list[int]:
         stmt = select(TapMirrorTunnel.tunnel_id).where(TapMirrorTunnel.tunnel_id.in_(tunnel_ids))
         return list(self.session.scalars(stmt))
@@ -328,8 +335,8 @@ class AgentRepository(Repository[Agent]):
     def by_host(self, host: str) -> Agent | None:
         return self.session.scalars(select(Agent).where(Agent.host == host)).first()
 
-    def host_with_tunnel_ip(self, ip: str) -> str | None:
-        stmt = select(Agent.host).where(Agent.tunnel_ip == ip)
+    def host_with_tunnel_ip(self, addresses: Iterable[str]) -> str | None:
+        stmt = select(Agent.host).where(Agent.tunnel_ip.in_(list(addresses)))
         return self.session.scalars(stmt).first()
 
     def tunnel_ips(self, hosts: Iterable[str]) -> dict[str, str | None]:
@@ -427,6 +434,20 @@ class AgentRepository(Repository[Agent]):
         return self.session.scalars(stmt).first() is not None
 
 
+ADDRESS_LOCK = 0x7A6  # first key of pg_advisory_xact_lock(int, int): "taas address" (0x7A5: quotas)
+
+
+def lock_address(session: Session, address: str) -> None:
+    """Serialise the transactions that check one tunnel address against the other table
+    (an agent's tunnel_ip, a tap mirror's remote_ip) before claiming it: on PostgreSQL a
+    transaction-scoped advisory lock, after which READ COMMITTED shows the other side's
+    committed row. (SQLite: this process's writes are serialised already.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(address.encode()) - 2**31  # a signed 32-bit key
+        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+                        {"ns": ADDRESS_LOCK, "key": key})
+
+
 class RevisionRepository:
     """The revision counter and the hosts' revisions."""
 
@@ -441,6 +462,16 @@ class RevisionRepository:
     def of_host(self, host: str) -> int:
         stmt = select(HostRevision.revision).where(HostRevision.host == host)
         return int(self.session.scalar(stmt) or 0)
+
+    def watch_facts(self, host: str) -> tuple[int, str | None, str | None]:
+        """The host's revision and its agent's port-set and report digests, in one SELECT
+        (what a long-poll answer needs besides the cached state)."""
+        revision = select(HostRevision.revision).where(HostRevision.host == host)
+        ports = select(Agent.ports_digest).where(Agent.host == host)
+        report = select(Agent.report_digest).where(Agent.host == host)
+        row = self.session.execute(select(revision.scalar_subquery(), ports.scalar_subquery(),
+                                          report.scalar_subquery())).one()
+        return int(row[0] or 0), row[1], row[2]
 
     def of_hosts(self, hosts: Iterable[str]) -> dict[str, int]:
         hosts = list(set(hosts))

@@ -7,6 +7,7 @@ concerns (services/projection.py), and only their long-polls answer.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -24,7 +25,9 @@ from taas.server.db.repositories import (
     ListQuery,
     PortRepository,
     RevisionRepository,
+    TapMirrorRepository,
     TapServiceRepository,
+    lock_address,
 )
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
@@ -47,9 +50,9 @@ class Agents:
         self.settings = settings
         self.driver = driver
         self.changes = projection.Changes(driver.notifier, driver.is_postgres)
-        # host -> (revision, answer): a host's state only changes with its revision, so an
-        # unchanged one is served from here (long-polls that time out cost one SELECT).
-        self._states: dict[str, tuple[int, dict[str, Any]]] = {}
+        # host -> (revision, JSON answer): a host's state only changes with its revision, so
+        # an unchanged one is served from here (long-polls that time out cost one SELECT).
+        self._states: dict[str, tuple[int, bytes]] = {}
         self._states_lock = threading.Lock()
         # Hosts that beat since the last flush: one UPDATE a second for all of them, instead
         # of one write transaction per heartbeat (SQLite serialises writes and syncs each).
@@ -90,6 +93,17 @@ class Agents:
         if tunnel_ip is not None:
             tunnel_ip = validation.ip_address("tunnel_ip", tunnel_ip)
         return tunnel_ip  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _check_tunnel_ip(session: Session, tunnel_ip: str) -> None:
+        """409 if a tap mirror sends to this address: the copies of its tenant would land
+        in this hypervisor's tunnel endpoint (the mirror's create refuses the reverse)."""
+        address, forms = validation.address_forms(tunnel_ip)
+        lock_address(session, address)  # a tap mirror created meanwhile waits, then sees us
+        if TapMirrorRepository(session).remote_ip_in(forms):
+            raise errors.TunnelIpInUse(
+                f"tunnel_ip {tunnel_ip} is the remote_ip of a tap mirror: its copies would "
+                "land in this hypervisor; use another tunnel address or delete the mirror")
 
     def heartbeat(self, session: Session, ctx: Context, host: str, body: Any) -> Agent | None:
         """A registered agent with the same tunnel IP: nothing changes but its liveness, which
@@ -134,6 +148,8 @@ class Agents:
         repo = AgentRepository(uow.session)
         agent = repo.by_host(host)
         stamp = now()
+        if tunnel_ip is not None and (agent is None or agent.tunnel_ip != tunnel_ip):
+            self._check_tunnel_ip(uow.session, tunnel_ip)
         if agent is None:
             agent = repo.add(Agent(id=str(uuid.uuid4()), host=host, tunnel_ip=tunnel_ip,
                                    heartbeat_at=stamp, created_at=stamp))
@@ -207,27 +223,30 @@ class Agents:
         self.authorize(ctx, host)
         return RevisionRepository(session).of_host(host)
 
-    def digests(self, session: Session, host: str) -> dict[str, str | None]:
-        """What the server holds of the host's port set and report (fresh, not cached)."""
-        agent = AgentRepository(session).by_host(host)
-        return {"ports_digest": agent.ports_digest if agent else None,
-                "report_digest": agent.report_digest if agent else None}
-
-    def desired_state(self, session: Session, ctx: Context, host: str) -> dict[str, Any]:
-        """The host's desired state as sent (from the cache while its revision holds)."""
-        self.authorize(ctx, host)
-        revision = RevisionRepository(session).of_host(host)
+    def _state(self, session: Session, host: str, revision: int) -> bytes:
+        """The host's desired state at `revision`, JSON-encoded; from the cache while its
+        revision holds (a host's state only changes with its revision)."""
         with self._states_lock:
             cached = self._states.get(host)
         if cached is not None and cached[0] == revision:
             return cached[1]
         state = projection.desired_state(session, self.settings, host)
-        answer = state.to_dict()
+        encoded = json.dumps(state.to_dict(), separators=(",", ":")).encode()
         with self._states_lock:
             if len(self._states) >= STATE_CACHE_SIZE:
                 self._states.pop(next(iter(self._states)))
-            self._states[host] = (state.revision, answer)
-        return answer
+            self._states[host] = (state.revision, encoded)
+        return encoded
+
+    def watch_answer(self, session: Session, host: str) -> tuple[int, bytes]:
+        """The long-poll's answer, `{"desired_state", "ports_digest", "report_digest"}` as
+        JSON, and the revision it carries: one SELECT while the host's state is unchanged.
+        (The caller authorized the host.)"""
+        revision, ports, report = RevisionRepository(session).watch_facts(host)
+        body = b"".join((b'{"desired_state":', self._state(session, host, revision),
+                         b',"ports_digest":', json.dumps(ports).encode(),
+                         b',"report_digest":', json.dumps(report).encode(), b"}"))
+        return revision, body
 
     def report(self, uow: UnitOfWork, ctx: Context, host: str, body: Any) -> dict[str, Any]:
         """Store what the host holds; statuses and pending deletions follow from it.

@@ -115,6 +115,10 @@ class IdInUse(Conflict):
     type = "IdInUse"
 
 
+class TunnelIpInUse(Conflict):
+    type = "TunnelIpInUse"
+
+
 class DriverError(TaasError):
     """The service driver failed after commit; the change was undone."""
 

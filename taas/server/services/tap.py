@@ -23,6 +23,7 @@ from taas.server.db.repositories import (
     TapFlowRepository,
     TapMirrorRepository,
     TapServiceRepository,
+    lock_address,
 )
 from taas.server.db.session import UnitOfWork
 from taas.server.drivers.base import DriverContext, ServiceDriver
@@ -320,7 +321,9 @@ class TapResources:
         session = uow.session
         self.quotas.reserve(session, project, "tap_mirror")
         port = self._owned_port(uow, attrs["port_id"], project)
-        if AgentRepository(session).host_with_tunnel_ip(attrs["remote_ip"]) is not None:
+        address, forms = validation.address_forms(attrs["remote_ip"])
+        lock_address(session, address)  # an agent registering this address waits, then sees us
+        if AgentRepository(session).host_with_tunnel_ip(forms) is not None:
             # Copies would land in a hypervisor's own tunnel endpoint, not at a collector.
             raise errors.InvalidInput(
                 f"'remote_ip' {attrs['remote_ip']} is the tunnel address of a hypervisor; a "

@@ -222,6 +222,18 @@ def remote_ip(name: str, value: Any) -> str:
 _limited(remote_ip, IP_LEN)
 
 
+def address_forms(text: str) -> tuple[str, list[str]]:
+    """A validated address's canonical form (IPv4 for an IPv4-mapped IPv6 one) and every
+    spelling of it that a column may hold (10.0.0.1 and ::ffff:10.0.0.1 reach one host)."""
+    addr = ipaddress.ip_address(text)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    forms = [str(addr)]
+    if isinstance(addr, ipaddress.IPv4Address):
+        forms.append(str(ipaddress.IPv6Address(f"::ffff:{addr}")))
+    return forms[0], forms
+
+
 def mac_address(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
         raise InvalidInput(f"'{name}' must be a MAC address like fa:16:3e:00:00:01")
