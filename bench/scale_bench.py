@@ -1,29 +1,33 @@
 """Scale benchmark: N simulated taas agents against a real taas-server.
 
-    python -m bench.scale_bench [--agents 100 1000] [--db sqlite|postgres] [--replicas 2]
-                                [--changes 20] [--idle 40] [--server-src DIR]
+    python -m bench.scale_bench [--agents 100 1000] [--db sqlite|postgres] [--replicas 1 3]
+                                [--changes 20] [--idle 110] [--server-src DIR]
+                                [--real-agent | --no-real-agent] [--profile FILE]
 
 Each simulated agent behaves like taas-agent on the wire (taas/agent/agent.py, client.py):
 registers, heartbeats every 10 s (skipped, but once a minute, while its long-poll waits on a
 server that counts that as alive), sends its port set (skipped while the server's digest matches
-it), long-polls its desired state (?revision=, 30 s), and reports after each new revision
+it), long-polls its desired state (?revision=, 55 s), and reports after each new revision
 (skipped while the server's digest matches). All agents run in this one process (asyncio +
-httpx, two connections each). The server is a real `taas-server` subprocess (several on one
-PostgreSQL with --replicas; agents are spread over them round-robin). --server-src runs the
-server from another source tree (e.g. an older commit: `git archive be100a8 taas | tar -x -C
-DIR`) to compare protocols with the same agents.
+httpx, two connections each), whose own CPU is printed: on one machine it competes with the
+servers. The server is a real `taas-server` subprocess (several on one PostgreSQL with
+--replicas; agents are spread over them round-robin; several --replicas values run one after
+the other, to compare). --server-src runs the server from another source tree (e.g. an older
+commit: `git archive be100a8 taas | tar -x -C DIR`) to compare protocols with the same agents.
 
 Printed per N: the machine and its load; the server's idle CPU (share of one core) and RSS;
-requests per second at idle; a change's latency to its involved hosts (p50/p99: from the
-tenant's POST to the involved agents holding the new resource); agents woken per change
-(involved / uninvolved: long-polls that answered with a new revision); tenant GET latency while
-the agents are connected.
+requests per second at idle (per replica too); PostgreSQL's CPU; a change's latency to its
+involved hosts (p50/p99: from the tenant's POST to the involved agents holding the new
+resource); agents woken per change (involved / uninvolved: long-polls that answered with a new
+revision); tenant GET latency while the agents are connected. Then one real taas-agent's idle
+CPU and RSS on a one-host OVS lab (bench/real_agent.py; on by default when root with OVS).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -86,8 +90,7 @@ class Server:
         raise RuntimeError("taas-server did not start")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.proc.pid)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -111,6 +114,7 @@ class Server:
 class Counters:
     requests: int = 0
     errors: int = 0
+    by_server: collections.Counter[str] = field(default_factory=collections.Counter)
     # (monotonic time, host, revision, resource ids) of each long-poll answer with a new revision
     woken: list[tuple[float, str, int, frozenset[str]]] = field(default_factory=list)
 
@@ -133,6 +137,7 @@ class SimAgent:
 
     async def call(self, http: httpx.AsyncClient, method: str, path: str, **kw: Any) -> Any:
         self.c.requests += 1
+        self.c.by_server[self.url] += 1
         r = await http.request(method, f"{self.url}/v2.0/taas-agents/{self.host}{path}",
                                headers=self.headers, **kw)
         r.raise_for_status()
@@ -244,8 +249,29 @@ async def setup_ports(url: str, tokens: dict[str, str], n: int) -> list[str]:
         return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
+def process_cpu(pid: int) -> float:
+    """utime+stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pg_cpu(data_dir: Path | None) -> float:
+    """CPU seconds of a PostgreSQL cluster: its postmaster and the backends it forked."""
+    if data_dir is None:
+        return 0.0
+    master = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = process_cpu(master)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == master:
+                    total += process_cpu(int(proc.name))
+    return total
+
+
 async def run_one(n: int, urls: list[str], servers: list[Server], tokens: dict[str, str],
-                  args: argparse.Namespace) -> dict[str, Any]:
+                  args: argparse.Namespace, pg_data: Path | None) -> dict[str, Any]:
     out: dict[str, Any] = {"agents": n}
     c = Counters()
     port_ids = await setup_ports(urls[0], tokens, n)
@@ -272,8 +298,15 @@ async def run_one(n: int, urls: list[str], servers: list[Server], tokens: dict[s
         # Idle: CPU, RSS, requests/s, and tenant GETs while connected.
         member = {"X-Auth-Token": tokens["member"]}
         gets: list[float] = []
+        profiler = None
+        if args.profile:  # py-spy over the idle window of the first server
+            profiler = subprocess.Popen(
+                ["py-spy", "record", "-p", str(servers[0].proc.pid), "-d", str(int(args.idle)),
+                 "-r", "100", "-f", "raw", "-o", str(args.profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = [s.cpu_seconds() for s in servers]
-        req0, t_idle = c.requests, time.monotonic()
+        own0, pg0 = process_cpu(os.getpid()), pg_cpu(pg_data)
+        req0, by0, t_idle = c.requests, c.by_server.copy(), time.monotonic()
         async with httpx.AsyncClient(headers=member, timeout=30) as tenant:
             while time.monotonic() - t_idle < args.idle:
                 t = time.monotonic()
@@ -282,11 +315,22 @@ async def run_one(n: int, urls: list[str], servers: list[Server], tokens: dict[s
                 r.raise_for_status()
                 await asyncio.sleep(0.5)
         span = time.monotonic() - t_idle
+        if profiler is not None:
+            profiler.wait()
         cpu = [(s.cpu_seconds() - c0) / span for s, c0 in zip(servers, cpu0, strict=True)]
         out["idle server CPU (share of one core, per replica)"] = \
             " + ".join(f"{x * 100:.1f} %" for x in cpu)
         out["server RSS (per replica)"] = " + ".join(f"{s.rss_mb():.0f} MB" for s in servers)
         out["agent requests/s at idle (all replicas)"] = f"{(c.requests - req0) / span:.1f}"
+        if len(servers) > 1:
+            spread = collections.Counter(a.url for a in agents)
+            out["agents per replica; their requests/s at idle"] = " + ".join(
+                f"{spread[u]} ({(c.by_server[u] - by0[u]) / span:.1f}/s)" for u in urls)
+        if pg_data is not None:
+            out["PostgreSQL CPU at idle (all its processes)"] = \
+                f"{(pg_cpu(pg_data) - pg0) / span * 100:.1f} %"
+        out["simulated agents' own CPU at idle (this process)"] = \
+            f"{(process_cpu(os.getpid()) - own0) / span * 100:.1f} % of one core"
         out["tenant GET p50 / p99 while connected (idle)"] = \
             f"{pct(gets, 0.5) * 1000:.1f} / {pct(gets, 0.99) * 1000:.1f} ms"
 
@@ -319,6 +363,7 @@ async def run_one(n: int, urls: list[str], servers: list[Server], tokens: dict[s
             woken_out.append(len(hit - hosts))
             return rid
 
+        own0, t_changes = process_cpu(os.getpid()), time.monotonic()
         async with httpx.AsyncClient(headers=member, timeout=60) as tenant:
             for k in range(args.changes):
                 i, j = (7 * k) % n, (7 * k + n // 2 + 1) % n
@@ -331,6 +376,9 @@ async def run_one(n: int, urls: list[str], servers: list[Server], tokens: dict[s
              if missed else "")
         out["agents woken per change (involved / uninvolved), mean"] = \
             f"{statistics.mean(woken_in):.1f} / {statistics.mean(woken_out):.1f}"
+        out["simulated agents' own CPU during the changes"] = \
+            f"{(process_cpu(os.getpid()) - own0) / (time.monotonic() - t_changes) * 100:.1f} %" \
+            " of one core"
         out["agent-side errors (timeouts, resets)"] = str(c.errors)
         for t in tasks:
             t.cancel()
@@ -352,46 +400,88 @@ def load() -> str:
     return "load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def run_agents(n: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One run: fresh database and server(s), n simulated agents."""
+    workdir = Path(tempfile.mkdtemp(prefix="taas-scale-"))
+    tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in TOKENS}
+    servers: list[Server] = []
+    with contextlib.ExitStack() as stack:
+        pg_data = None
+        if args.db == "postgres":
+            from taas.testing.postgres import create_database, postgres_cluster
+
+            cluster = stack.enter_context(postgres_cluster(dbname="taas_scale"))
+            db_url = create_database(cluster.url, f"taas_scale_{secrets.token_hex(4)}")
+            pg_data = cluster.data
+        else:
+            db_url = f"sqlite:///{workdir / 'taas.sqlite'}"
+        try:
+            for _ in range(replicas):
+                servers.append(Server(workdir, db_url, args.server_src, tokens))
+            return asyncio.run(run_one(n, [s.url for s in servers], servers, tokens, args,
+                                       pg_data))
+        finally:
+            for s in servers:
+                s.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_real_agent(args: argparse.Namespace) -> dict[str, str]:
+    """One real taas-agent (bench/real_agent.py) against a server of its own."""
+    from bench import real_agent
+
+    workdir = Path(tempfile.mkdtemp(prefix="taas-scale-"))
+    tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in TOKENS}
+    server = Server(workdir, f"sqlite:///{workdir / 'taas.sqlite'}", args.server_src, tokens)
+    try:
+        return real_agent.measure(server.url, tokens, args.real_agent_window)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def show(title: str, result: dict[str, Any]) -> None:
+    print(f"\n== {title} ({load()}) ==")
+    for key, value in result.items():
+        print(f"  {key:58} {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bench import real_agent
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    p.add_argument("--replicas", type=int, default=1, help="servers on one PostgreSQL")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1],
+                   help="servers on one PostgreSQL (several values: one run each, to compare)")
     p.add_argument("--changes", type=int, default=20, help="tap service + flow pairs")
-    p.add_argument("--idle", type=float, default=40.0, help="idle window (s)")
+    p.add_argument("--idle", type=float, default=110.0,
+                   help="idle window (s); two long-poll periods, since agents started together"
+                   " time out together")
+    p.add_argument("--profile", type=Path, help="py-spy raw profile of the idle server here")
     p.add_argument("--server-src", type=Path, default=Path(__file__).resolve().parents[1],
                    help="source tree the server runs from")
+    why_not = real_agent.unavailable()
+    p.add_argument("--real-agent", action=argparse.BooleanOptionalAction,
+                   default=why_not is None,
+                   help="also measure one real taas-agent on a one-host OVS lab (default: on"
+                   " when root with OVS installed)")
+    p.add_argument("--real-agent-window", type=float, default=65.0,
+                   help="idle window of the real agent (s)")
     args = p.parse_args(argv)
-    if args.replicas > 1 and args.db != "postgres":
+    if max(args.replicas) > 1 and args.db != "postgres":
         p.error("--replicas needs --db postgres")
+    if args.real_agent and why_not:
+        p.error(f"--real-agent {why_not}")
     print(f"machine: {machine()}; {load()} at start")
-    print(f"server from {args.server_src}, db {args.db}, {args.replicas} replica(s)")
+    print(f"server from {args.server_src}, db {args.db}")
     for n in args.agents:
-        workdir = Path(tempfile.mkdtemp(prefix="taas-scale-"))
-        tokens = {name: f"{name}-{secrets.token_hex(8)}" for name in TOKENS}
-        servers: list[Server] = []
-        with contextlib.ExitStack() as stack:
-            if args.db == "postgres":
-                from taas.testing.postgres import create_database, run_postgres
-
-                cluster = stack.enter_context(run_postgres(dbname="taas_scale"))
-                db_url = create_database(cluster, f"taas_scale_{secrets.token_hex(4)}")
-            else:
-                db_url = f"sqlite:///{workdir / 'taas.sqlite'}"
-            try:
-                for _ in range(args.replicas):
-                    servers.append(Server(workdir, db_url, args.server_src, tokens))
-                result = asyncio.run(run_one(n, [s.url for s in servers], servers, tokens,
-                                             args))
-            finally:
-                for s in servers:
-                    s.stop()
-                shutil.rmtree(workdir, ignore_errors=True)
-        print(f"\n== {n} agents ({load()}) ==")
-        for key, value in result.items():
-            print(f"  {key:58} {value}")
-    print("\none real taas-agent's idle CPU and RSS: not measured here (it needs OVS bridges);"
-          " see the note of issue 11")
+        for replicas in args.replicas:
+            show(f"{n} agents, {replicas} replica(s)", run_agents(n, replicas, args))
+    if args.real_agent:
+        show("one real taas-agent, idle (its cost on every hypervisor)", run_real_agent(args))
+    else:
+        print(f"\none real taas-agent: not measured ({why_not or 'left out (--no-real-agent)'})")
     return 0
 
 
