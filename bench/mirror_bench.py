@@ -16,10 +16,15 @@ round runs every mode once, in order; medians are reported):
   relative to the unlimited mirror.
 
 A mode switch goes through the API: the tap flow is created (waited for until ACTIVE: both
-hosts' switches have it) or deleted (waited for until gone). Copies' underlay bytes are read on
-the monitor's host from the flow stats of br-tun's taas receive flow (inner bytes + 50 bytes of
-outer Ethernet/IPv4/UDP/VXLAN per packet); tenant bytes from vm1's eth0 counters over the same
-window. A mode whose field the server refuses (400: an older server) prints "not available".
+hosts' switches have it) or deleted (waited for until gone). Underlay bytes:
+- host1 sent: every byte host1's underlay NIC (phy0) sent, tenant stream and copies;
+- copies: the copies host1 put into VXLAN, counted exactly (its br-tun copy flows' packets
+  minus what the meters on br-tap dropped: OVS credits a rule behind a meter with the packets
+  the meter then drops), times the bytes one copy takes on the wire, as host2's br-tun receive
+  flow saw them (inner bytes + 50 bytes of outer Ethernet/IPv4/UDP/VXLAN; after truncation);
+- all per 100 bytes vm1 sent (its eth0 counters) over the same window.
+Flow stats are read once they stop moving (OVS credits them every ~0.5 s). A mode whose
+attribute the server refuses (400: an older server) prints "not available".
 """
 
 from __future__ import annotations
@@ -39,22 +44,27 @@ from typing import Any
 import httpx
 
 from bench.e2e_bench import machine, wait
+from taas.agent.ovs import tables as T
+from taas.agent.ovs.meters import read_meter_stats
 from taas.lab import Lab
 from taas.lab.pytest_plugin import unique_name
 from taas.testing.server import run_server
 
 TF = "/v2.0/taas/tap_flows"
 VXLAN_OVERHEAD = 14 + 20 + 8 + 8  # outer Ethernet, IPv4, UDP, VXLAN
-TUN_IN_PRIORITY = "priority=310"  # br-tun: copies arriving for a local tap service
-STATS = re.compile(r"n_packets=(\d+), n_bytes=(\d+)")
+SENT = (T.PRIO_TUN, T.PRIO_TUN_TRUNC)  # br-tun of the source host: copies into VXLAN
+RECEIVED = (T.PRIO_TUN_IN,)  # br-tun of the monitor's host: copies out of VXLAN
+STATS = re.compile(r"priority=(\d+).*n_packets=(\d+), n_bytes=(\d+)|"
+                   r"n_packets=(\d+), n_bytes=(\d+).*priority=(\d+)")
 
 
 @dataclass
 class Run:
     mbps: float  # iperf3 receiver throughput
     tenant_bytes: int  # vm1 eth0 tx bytes over the run
-    copy_bytes: int  # copies host2's br-tun took in (outer headers included)
-    copy_packets: int
+    sent_packets: int  # copies host1's br-tun put into VXLAN (what passed the meters)
+    copy_packets: int  # copies host2's br-tun took in
+    copy_bytes: int  # their bytes on the wire (outer headers included; after truncation)
     underlay_bytes: int  # everything host1 sent on the underlay (tenant stream + copies)
     seconds: float
 
@@ -71,14 +81,23 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def copy_counters(lab: Lab, host: str) -> tuple[int, int]:
-    """(packets, bytes) of the copies the taas receive flows of `host`'s br-tun took in."""
+def copy_counters(lab: Lab, host: str, priorities: tuple[int, ...]) -> tuple[int, int]:
+    """(packets, bytes) that taas's br-tun flows of these priorities on `host` matched
+    (bytes as matched: before any truncation at their output)."""
     packets = nbytes = 0
-    for line in lab.dump_flows(host, "br-tun"):
-        if TUN_IN_PRIORITY in line and "tun_id=" in line and (m := STATS.search(line)):
-            packets += int(m.group(1))
-            nbytes += int(m.group(2))
+    for line in lab.dump_flows(host, "br-tun", f"cookie={T.COOKIE:#x}/-1"):
+        if m := STATS.search(line):
+            prio, n, b = (m.group(1, 2, 3) if m.group(1) else m.group(6, 4, 5))
+            if int(prio) in priorities:
+                packets, nbytes = packets + int(n), nbytes + int(b)
     return packets, nbytes
+
+
+def meter_drops(lab: Lab, host: str) -> int:
+    """Copies taas's meters on `host`'s br-tap dropped (tap flow limits sit there). Flow stats
+    after a meter count the copies it then drops too: they are translated in one go."""
+    stats = read_meter_stats(f"unix:{lab.host(host).run_dir}/br-tap.mgmt")
+    return sum(drops for _, drops in stats.values())
 
 
 def tx_bytes(lab: Lab, target: str, iface: str = "eth0") -> int:
@@ -135,35 +154,59 @@ class Bench:
             raise RuntimeError(f"tap flow {attrs} did not become ACTIVE")
         return None
 
+    def counters(self) -> tuple[int, int, int]:
+        """(copies host1 sent, copies host2 took in, their bytes on the wire)."""
+        sent, _ = copy_counters(self.lab, self.src.host, SENT)
+        packets, nbytes = copy_counters(self.lab, self.mon.host, RECEIVED)
+        return sent - meter_drops(self.lab, self.src.host), packets, nbytes
+
+    def settled_counters(self) -> tuple[int, int, int]:
+        """Counters once they stop moving: OVS credits flow stats to the OpenFlow rules
+        only when its revalidators run (every ~0.5 s), so they lag the packets."""
+        last = self.counters()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.6)
+            now = self.counters()
+            if now == last:
+                break
+            last = now
+        return last
+
     def run(self) -> Run:
         self.port += 1
-        host = self.mon.host
-        p0, b0 = copy_counters(self.lab, host)
+        s0, p0, b0 = self.settled_counters()
         t0, tx0 = time.monotonic(), tx_bytes(self.lab, "vm1")
         u0 = tx_bytes(self.lab, self.src.host, "phy0")
         mbps = iperf(self.lab, "vm1", "vm3", self.seconds, self.port)
-        time.sleep(0.2)  # copies still in flight
-        p1, b1 = copy_counters(self.lab, host)
         secs, tx1 = time.monotonic() - t0, tx_bytes(self.lab, "vm1")
         u1 = tx_bytes(self.lab, self.src.host, "phy0")
-        return Run(mbps, tx1 - tx0, (b1 - b0) + VXLAN_OVERHEAD * (p1 - p0), p1 - p0, u1 - u0,
-                   secs)
+        s1, p1, b1 = self.settled_counters()
+        return Run(mbps, tx1 - tx0, s1 - s0, p1 - p0, (b1 - b0) + VXLAN_OVERHEAD * (p1 - p0),
+                   u1 - u0, secs)
 
 
 def _med(runs: list[Run], fn: Callable[[Run], float]) -> float:
     return statistics.median(fn(r) for r in runs)
 
 
+def _med(runs: list[Run], fn: Callable[[Run], float]) -> float:
+    return statistics.median(fn(r) for r in runs)
+
+
+def per_copy(r: Run) -> float:
+    """Bytes one copy takes on the underlay (outer headers included), as host2 got them."""
+    return r.copy_bytes / max(1, r.copy_packets)
+
+
+def copies_sent(r: Run) -> float:
+    """Bytes of copies host1 put on the underlay: copies sent (exact) x bytes per copy."""
+    return r.sent_packets * per_copy(r)
+
+
 def report(modes: list[Mode], base_mbps: float, max_kbps: int) -> None:
     ref = {m.name: m for m in modes}
-    none = ref["no mirror"].runs
-    none_mbps = _med(none, lambda r: r.mbps)
-    # Copies sent: what host1 put on the underlay beyond the no-mirror runs (per byte sent).
-    none_underlay = _med(none, lambda r: r.underlay_bytes / max(1, r.tenant_bytes))
-
-    def sent(r: Run) -> float:
-        return r.underlay_bytes / max(1, r.tenant_bytes) - none_underlay
-
+    none_mbps = _med(ref["no mirror"].runs, lambda r: r.mbps)
     shown = [m for m in modes if m.runs and not m.unavailable]
     print(f"\nTCP vm1 (host1) -> vm3 (host2), iperf3; a BOTH tap flow on vm1 into a tap "
           f"service on vm2 (host2); calibration {base_mbps:.0f} Mbit/s -> max_kbps {max_kbps}")
@@ -174,25 +217,29 @@ def report(modes: list[Mode], base_mbps: float, max_kbps: int) -> None:
             print(f"{m.name:<14} not available ({m.unavailable or 'no runs'})")
             continue
         mbps = [r.mbps for r in m.runs]
-        kbps = _med(m.runs, lambda r: r.copy_bytes * 8 / 1000 / r.seconds)
+        kbps = _med(m.runs, lambda r: copies_sent(r) * 8 / 1000 / r.seconds)
         print(f"{m.name:<14}{len(mbps):>5}{statistics.median(mbps):>11.0f}{min(mbps):>7.0f}"
               f"{max(mbps):>7.0f}{statistics.median(mbps) / none_mbps:>9.3f}{kbps:>15.0f}")
     mirror = ref["mirror"].runs
     print(f"\nunderlay bytes per 100 bytes vm1 sent (medians)\n{'mode':<14}{'host1 sent':>11}"
-          f"{'copies sent':>12}{'copies recv':>12}{'B/copy recv':>12}{'sent vs mirror':>15}")
+          f"{'copies':>8}{'B/copy':>8}{'lost':>7}{'copies vs mirror':>18}{'B/copy vs mirror':>18}")
     for m in shown:
-        recv = _med(m.runs, lambda r: r.copy_bytes / max(1, r.tenant_bytes))
-        per_copy = _med(m.runs, lambda r: r.copy_bytes / max(1, r.copy_packets))
         host1 = _med(m.runs, lambda r: r.underlay_bytes / max(1, r.tenant_bytes))
-        vs = "-"
+        copies = _med(m.runs, lambda r: copies_sent(r) / max(1, r.tenant_bytes))
+        lost = _med(m.runs, lambda r: 1 - r.copy_packets / max(1, r.sent_packets))
+        vs = vs_b = "-"
         if mirror and m.flow is not None:
-            vs = f"{_med(m.runs, sent) / _med(mirror, sent):.3f}"
-        print(f"{m.name:<14}{host1 * 100:>11.1f}{_med(m.runs, sent) * 100:>12.1f}"
-              f"{recv * 100:>12.1f}{per_copy:>12.0f}{vs:>15}")
-    print("host1 sent: everything host1 put on the underlay (tenant stream and copies); copies "
-          "sent: that minus the no-mirror median; copies recv: what host2's br-tun took in for "
-          "the tap service (a loaded host2 drops some); B/copy: bytes on the wire per copy "
-          "(outer headers included); copies kbit/s: received, over the whole run")
+            vs = f"{copies / _med(mirror, lambda r: copies_sent(r) / max(1, r.tenant_bytes)):.3f}"
+            vs_b = f"{_med(m.runs, per_copy) / _med(mirror, per_copy):.3f}"
+        print(f"{m.name:<14}{host1 * 100:>11.1f}{copies * 100:>8.1f}"
+              f"{_med(m.runs, per_copy) if m.flow is not None else 0:>8.0f}"
+              f"{lost * 100 if m.flow is not None else 0:>6.1f}%{vs:>18}{vs_b:>18}")
+    print("host1 sent: all bytes host1 put on the underlay (tenant stream and copies); "
+          "copies: the copies host1's br-tun sent (flow stats minus meter drops, exact) x "
+          "B/copy; B/copy: bytes on the wire per copy as host2's br-tun took them in (outer "
+          "headers included); lost: copies sent that host2's br-tun never took in (a busy "
+          "userspace datapath drops on receive); copies kbit/s: sent, outer headers included "
+          "(a meter counts the inner frame, before truncation)")
 
 
 def main(argv: list[str] | None = None) -> int:
