@@ -528,3 +528,49 @@ def test_many_sources_and_services_each_copy_once(fx: Env) -> None:
             == {f: n for f, n in before["mon"].items() if f in vm2_frames})
     by = {s.dst: s.data for s in untagged if s.src == "vm2"}
     assert (after["mon"][by["mon"]], after["mon"][by["vm3"]]) == (2, 1)  # itself + copy; copy
+
+
+# --- 8. truncation and rate limits (issue 10) ---------------------------------------------------
+
+def _taas_meters(fx: Env, host: str, bridge: str) -> dict[int, str]:
+    out = fx.lab.ovs(host, ["ovs-ofctl", "-O", "OpenFlow14", "dump-meters", bridge])
+    return {int(m.group(1)): m.group(2) for m in re.finditer(
+        r"meter=(\d+) (\w+)[^\n]*\n\s*type=drop rate=(?:\d+)", out)
+        if 0x7A00_0000 <= int(m.group(1)) <= 0x7AFF_FFFF}
+
+
+def test_snaplen_and_limits_from_the_api_to_the_switches(fx: Env) -> None:
+    s1 = fx.create("tap_services", {"port_id": fx.lab.vm("mon").port_id, "max_pps": 500})
+    local = fx.create("tap_flows", {"tap_service_id": s1["id"], "direction": "OUT",
+                                    "source_port": fx.lab.vm("vm1").port_id, "snaplen": 96})
+    remote = fx.create("tap_flows", {"tap_service_id": s1["id"], "direction": "OUT",
+                                     "source_port": fx.lab.vm("vm2").port_id, "snaplen": 96,
+                                     "max_pps": 200, "max_kbps": 800})
+    fx.all_active(("tap_services", s1), ("tap_flows", local), ("tap_flows", remote))
+    # The meters: the service's on the monitor's host (br-int), the flow's on its source's.
+    assert list(_taas_meters(fx, "host1", "br-int").values()) == ["pktps"]
+    assert sorted(_taas_meters(fx, "host2", "br-tap").values()) == ["kbps", "pktps"]
+    sends = [fx.frame("vm1", "vm3", marker="trunc "), fx.frame("vm2", "vm3", marker="trunc ")]
+    assert all(len(s.data) > 96 for s in sends)
+
+    def at_monitor() -> Counter[bytes]:
+        wanted = {s.data[:60] for s in sends}
+        with fx.lab.capture("mon", direction="in") as cap:
+            for s in sends:
+                fx.lab.send_frames(s.src, [s.data])
+            cap.wait_for(2, timeout=5, match=lambda f: f[:60] in wanted)
+        return Counter(f for f in cap.frames if f[:60] in wanted)
+
+    fx.prime()
+    assert at_monitor() == Counter(s.data[:96] for s in sends)
+    # A PUT: the switches follow (whole frames again; the flow's meters gone with its limits).
+    r = fx.clients["a"].put(f"/v2.0/taas/tap_flows/{remote['id']}", json={"tap_flow": {
+        "snaplen": None, "max_pps": None, "max_kbps": None}})
+    assert r.status_code == 200, r.text
+    fx.sys.wait_caught_up(*HOSTS)
+    assert _taas_meters(fx, "host2", "br-tap") == {}
+    assert at_monitor() == Counter([sends[0].data[:96], sends[1].data])
+    fx.delete("tap_services", s1["id"])
+    fx.sys.wait_status("tap_services", s1["id"], None)
+    fx.sys.wait_caught_up(*HOSTS)
+    assert _taas_meters(fx, "host1", "br-int") == {}
