@@ -16,6 +16,12 @@ caller's project and roles as `X-Project-Id`/`X-Roles` for a noauth taas-server,
 with their HTTP status and Neutron error type and message (TapServiceNotFound stays
 TapServiceNotFound); an unreachable taas-server is a 503 (`TaasServerUnavailable`), never a 500
 or a hang. No TaaS rule lives here.
+
+When Neutron deletes a port, the plugin asks taas-server to re-read that port at once
+(`POST /v2.0/ports/<id>/sync`, with the deleting caller's identity): its tap resources are then
+gone before Neutron answers the DELETE, as the original plugin's in-transaction cascade had
+them (clients and tempest rely on it). Should that call fail, Neutron's notification does the
+same a moment later; the port's deletion never waits longer than `port_sync_timeout`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 import requests
 from neutron_lib import exceptions as nexc
+from neutron_lib.callbacks import events, registry, resources
 from neutron_lib.services import base as service_base
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -36,6 +43,8 @@ OPTS = [
                help="token for taas-server when the caller has none (noauth Neutron)"),
     cfg.FloatOpt("connect_timeout", default=3.0, help="seconds to connect to taas-server"),
     cfg.FloatOpt("timeout", default=30.0, help="seconds to wait for taas-server's answer"),
+    cfg.FloatOpt("port_sync_timeout", default=10.0,
+                 help="seconds a port deletion waits for taas-server to drop its tap resources"),
 ]
 cfg.CONF.register_opts(OPTS, "taas_server")
 
@@ -74,6 +83,24 @@ class TaasProxyPlugin(service_base.ServicePluginBase):
     def __init__(self) -> None:
         super().__init__()
         self.http = requests.Session()
+        registry.subscribe(self._port_deleted, resources.PORT, events.AFTER_DELETE)
+
+    def _port_deleted(self, resource: Any, event: Any, trigger: Any, payload: Any = None) -> None:
+        """After Neutron committed a port's deletion: taas-server re-reads the port (now gone),
+        which deletes the tap resources naming it."""
+        conf = cfg.CONF.taas_server
+        port_id = getattr(payload, "resource_id", None)
+        if not port_id:
+            return
+        url = f"{conf.url.rstrip('/')}/v2.0/ports/{port_id}/sync"
+        try:
+            r = self.http.post(url, headers=self._headers(payload.context),
+                               timeout=(conf.connect_timeout, conf.port_sync_timeout))
+            if r.status_code >= 400:
+                LOG.warning("taas-server did not sync deleted port %s: %s", port_id,
+                            r.status_code)
+        except Exception as exc:  # noqa: BLE001 - the notification will do it
+            LOG.warning("taas-server did not sync deleted port %s: %s", port_id, exc)
 
     def get_plugin_type(self) -> str:
         return "TAAS"

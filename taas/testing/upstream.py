@@ -5,7 +5,9 @@ report, reading a generated clouds.yaml / tempest.conf. Used against taas-server
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -25,23 +27,48 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+class SuiteRun:
+    """pytest on a suite in a subprocess (own session, output in a file), started at once;
+    `result()` waits for it and returns the JUnit counts (tests, failures, errors, skipped).
+    Two runs may overlap (their projects and users are their own)."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.report = cwd / "report.xml"
+        self.output = cwd / "output.txt"
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
+                 f"--junitxml={self.report}", "--rootdir", str(cwd), *args],
+                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def result(self, timeout: float = 900) -> dict[str, int]:
+        try:
+            self.proc.wait(timeout)
+        finally:
+            self.stop()
+        text = self.output.read_text(errors="replace")
+        assert self.report.exists(), text[-10000:]
+        suite = ET.parse(self.report).getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        assert suite is not None
+        counts = {k: int(suite.get(k, "0")) for k in ("tests", "failures", "errors", "skipped")}
+        counts["returncode"] = self.proc.returncode
+        counts["output"] = 0
+        if self.proc.returncode != 0 or any(counts[k] for k in ("failures", "errors", "skipped")):
+            print(text[-25000:])
+        return counts
+
+
 def run_pytest(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, int]:
     """Run pytest in a subprocess; the JUnit counts (tests, failures, errors, skipped)."""
-    report = cwd / "report.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
-         f"--junitxml={report}", "--rootdir", str(cwd), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert report.exists(), proc.stdout[-5000:] + proc.stderr[-5000:]
-    suite = ET.parse(report).getroot()
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    assert suite is not None
-    counts = {k: int(suite.get(k, "0")) for k in ("tests", "failures", "errors", "skipped")}
-    counts["returncode"] = proc.returncode
-    counts["output"] = 0
-    if proc.returncode != 0 or counts["failures"] or counts["errors"] or counts["skipped"]:
-        print(proc.stdout[-20000:], proc.stderr[-5000:])
-    return counts
+    return SuiteRun(args, cwd, env).result()
 
 
 TEMPEST_CONF = """\
@@ -91,15 +118,15 @@ def sdk_env(config: Path) -> dict[str, str]:
                      OS_TEST_TIMEOUT="300")
 
 
-def run_sdk_suite(ks: Keystone, member: str, alt: str, workdir: Path) -> dict[str, int]:
+def start_sdk_suite(ks: Keystone, member: str, alt: str, workdir: Path) -> SuiteRun:
     """openstacksdk's functional TaaS tests as `member` (alt: `alt`), admin the operator."""
     config = ks.clouds_yaml(workdir / "clouds.yaml", {
         "devstack": member, "devstack-alt": alt, "devstack-admin": "admin",
         "devstack-system-admin": "admin"})
-    return run_pytest(["--pyargs", *SDK_MODULES], workdir, sdk_env(config))
+    return SuiteRun(["--pyargs", *SDK_MODULES], workdir, sdk_env(config))
 
 
-def run_tempest_suite(ks: Keystone, workdir: Path) -> dict[str, int]:
+def start_tempest_suite(ks: Keystone, workdir: Path) -> SuiteRun:
     """neutron-tempest-plugin's TaaS API tests; tempest's dynamic credentials make a project
     and a `member` user per test class (the primary) and use the admin, through Keystone."""
     conf = workdir / "etc" / "tempest.conf"
@@ -107,7 +134,15 @@ def run_tempest_suite(ks: Keystone, workdir: Path) -> dict[str, int]:
     conf.write_text(TEMPEST_CONF.format(dir=workdir, admin_password=ks.admin_password,
                                         auth_url=ks.auth_url, region=REGION))
     env = clean_env(TEMPEST_CONFIG_DIR=str(conf.parent), TEMPEST_CONFIG="tempest.conf")
-    return run_pytest(["--pyargs", TEMPEST_PACKAGE], workdir, env)
+    return SuiteRun(["--pyargs", TEMPEST_PACKAGE], workdir, env)
+
+
+def run_sdk_suite(ks: Keystone, member: str, alt: str, workdir: Path) -> dict[str, int]:
+    return start_sdk_suite(ks, member, alt, workdir).result()
+
+
+def run_tempest_suite(ks: Keystone, workdir: Path) -> dict[str, int]:
+    return start_tempest_suite(ks, workdir).result()
 
 
 def all_passed(total: int) -> dict[str, int]:

@@ -27,10 +27,11 @@ from openstack.config import OpenStackConfig
 from taas.testing.upstream import (
     SDK_TESTS,
     TEMPEST_TESTS,
+    SuiteRun,
     all_passed,
     clean_env,
     run_sdk_suite,
-    run_tempest_suite,
+    start_tempest_suite,
 )
 from taas.testing.wait import wait_until
 
@@ -139,7 +140,18 @@ def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any,
     nsys.wait_gone("tap_services", ts.id)
 
 
+@pytest.fixture(scope="module")
+def tempest_run(nsys: NeutronSystem, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[SuiteRun]:
+    """neutron-tempest-plugin's TaaS API tests, started in the background as soon as a test
+    asks (the openstacksdk suite runs meanwhile: wall time); stopped at the end whatever."""
+    run = start_tempest_suite(nsys.ks, tmp_path_factory.mktemp("tempest"))
+    yield run
+    run.stop()
+
+
 def test_openstacksdk_functional_taas_tests_through_neutron(nsys: NeutronSystem,
+                                                            tempest_run: SuiteRun,
                                                             tmp_path: Path) -> None:
     """openstacksdk's functional TaaS tests, unchanged, with neutron-server as the catalog's
     network endpoint: networks and ports are Neutron's, made by the tests a moment before
@@ -152,12 +164,10 @@ def test_openstacksdk_functional_taas_tests_through_neutron(nsys: NeutronSystem,
     assert counts == all_passed(SDK_TESTS)
 
 
-def test_neutron_tempest_plugin_taas_api_tests_through_neutron(nsys: NeutronSystem,
-                                                               tmp_path: Path) -> None:
+def test_neutron_tempest_plugin_taas_api_tests_through_neutron(tempest_run: SuiteRun) -> None:
     """neutron-tempest-plugin's TaaS API tests, unchanged, against neutron-server's endpoint
     (tempest's dynamic credentials: a new project and member per test class)."""
-    counts = run_tempest_suite(nsys.ks, tmp_path)
-    assert counts == all_passed(TEMPEST_TESTS)
+    assert tempest_run.result() == all_passed(TEMPEST_TESTS)
 
 
 def test_taas_server_down_is_a_clear_503(nsys: NeutronSystem) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from taas.testing.server import ServerProcess, run_server
@@ -104,6 +105,24 @@ def test_a_port_newer_than_the_replica_is_read_from_neutron(neutron: StandIn,
                    json={"tap_service": {"port_id": str(uuid.uuid4())}})
         assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "PortNotFound"
         assert len(admin.get("/v2.0/taas/tap_services").json()["tap_services"]) == 1
+
+
+def test_sync_of_a_deleted_port_takes_its_tap_resources(neutron: StandIn,
+                                                         server: ServerProcess) -> None:
+    """POST /v2.0/ports/<id>/sync (what Neutron's TaaS plugin sends when Neutron deletes a
+    port): taas-server re-reads the port; gone from Neutron, its tap service goes at once."""
+    port = neutron.add_port(server.project("project-a"), 502)
+    with server.client("a-member") as c, server.client("b-member") as b:
+        ts = c.post("/v2.0/taas/tap_services", json={"tap_service": {"port_id": port}}).json()
+        r = b.post(f"/v2.0/ports/{port}/sync")  # any caller: nothing is taken from it
+        assert r.status_code == 204
+        assert c.get(f"/v2.0/taas/tap_services/{ts['tap_service']['id']}").status_code == 200
+        del neutron.objects[f"/v2.0/ports/{port}"]
+        assert c.post(f"/v2.0/ports/{port}/sync").status_code == 204
+        r = c.get(f"/v2.0/taas/tap_services/{ts['tap_service']['id']}")
+        assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "TapServiceNotFound"
+        assert c.post("/v2.0/ports/not-a-uuid/sync").status_code == 400
+    assert httpx.post(f"{server.url}/v2.0/ports/{port}/sync", timeout=30).status_code == 401
 
 
 def test_neutron_unreachable_is_a_503_not_a_404(neutron: StandIn, server: ServerProcess) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from taas.server.api import schemas, views
 from taas.server.api.auth import Caller
@@ -20,7 +22,9 @@ from taas.server.api.common import (
     update_item,
     write,
 )
+from taas.server.api.openapi import answers
 from taas.server.api.routes import CrudRoutes
+from taas.server.services import errors
 from taas.server.services.inventory import Inventory
 
 router = APIRouter(prefix="/v2.0")
@@ -104,4 +108,21 @@ async def update_port(port_id: str, request: Request, ctx: Caller) -> Any:
 async def delete_port(port_id: str, request: Request, ctx: Caller) -> Response:
     inv = _inventory(request)
     await write(request, lambda uow: inv.delete_port(uow, ctx, port_id))
+    return Response(status_code=204)
+
+
+@router.post("/ports/{port_id}/sync", status_code=204, response_model=None,
+             responses=answers(204), openapi_extra={"requestBody": {
+                 "required": False, "description": "none; anything sent is ignored",
+                 "content": {"application/json": {"schema": {"type": "object"}}}}})
+async def sync_port(port_id: str, request: Request, ctx: Caller) -> Response:
+    """Re-read port `port_id` from the port backend now (with Neutron: taas's Neutron plugin
+    calls this when Neutron deletes a port, so that its tap resources are gone before Neutron
+    answers). Any authenticated caller: nothing but the id is taken from the request, and taas
+    asks its source with its own credentials."""
+    try:
+        uuid.UUID(port_id)
+    except ValueError:
+        raise errors.InvalidInput(f"Invalid port id {port_id!r}") from None
+    await run_in_threadpool(_inventory(request).sync_port, port_id)
     return Response(status_code=204)

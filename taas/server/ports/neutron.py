@@ -74,6 +74,16 @@ class NeutronInventory(Inventory):
     def stop(self) -> None:
         self.sync.stop()
 
+    def sync_port(self, port_id: str) -> None:
+        """Neutron's TaaS plugin calls this when Neutron deletes a port, before Neutron answers:
+        its tap resources are gone by then, as with the original's in-transaction cascade."""
+        try:
+            self.sync.apply("port", port_id, deleted=False)
+        except (NeutronUnavailable, requests.RequestException, ValueError, KeyError) as exc:
+            LOG.warning("cannot read port %s from Neutron: %s", port_id, exc)
+            raise NeutronUnreachable("Neutron could not be asked about the port; its "
+                                     "notification will be applied instead") from None
+
     def _refuse(self, *_a: Any, **_k: Any) -> Any:
         raise ManagedByNeutron("Networks and ports are managed by Neutron here "
                                "(port_backend = neutron): change them in Neutron")

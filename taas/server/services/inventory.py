@@ -46,6 +46,9 @@ class Inventory:
     def stop(self) -> None:
         """Undo `start`."""
 
+    def sync_port(self, port_id: str) -> None:
+        """Re-read a port from the backend's source now (the built-in one is its own source)."""
+
     @staticmethod
     def _concerned(uow: UnitOfWork, port_ids: set[str]) -> set[str]:
         """Hosts whose desired state names one of the ports (take it before and after a
