@@ -178,7 +178,9 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 def _coerce(name: str, value: Any) -> Any:
     kind = _FIELD_TYPES[name]
     try:
-        if kind == "int":
+        if kind == "int | None" and value in (None, ""):
+            return None
+        if kind in ("int", "int | None"):
             if isinstance(value, bool):
                 raise ValueError
             return int(value)

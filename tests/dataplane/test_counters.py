@@ -51,6 +51,7 @@ def test_counters_equal_captured_copies_local_remote_and_filtered(lab: Lab, taas
     taas.flow("local", "S1", "vm1", "OUT")  # host1 -> host1
     taas.flow("remote", "S1", "vm2", "BOTH")  # host2 -> host1
     taas.flow("filtered", "S1", "vm3", "OUT", tap_filter=udp_only)  # host2, TCP is skipped
+    taas.mirror("M1", "vm2", {"OUT": 4321}, lab.collectors[0].ip, "gre")  # host2 -> GRE
     res = taas.sync()
     assert {s.status for r in res.values() for s in r.statuses} == {"ACTIVE"}
     reader = CounterReader()
@@ -65,7 +66,8 @@ def test_counters_equal_captured_copies_local_remote_and_filtered(lab: Lab, taas
             ("tap_flow", "remote", "mirrored"): 5 + 3,  # OUT vm2>vm3 and IN vm3>vm2
             ("tap_flow", "filtered", "mirrored"): 3 + 4,
             ("tap_flow", "filtered", "filtered"): 6,
-            ("tap_service", "S1", "delivered"): 22}
+            ("tap_service", "S1", "delivered"): 22,
+            ("tap_mirror", "M1", "sent:OUT"): 5}  # vm2's frames
 
     def grown() -> dict[tuple[str, str, str], int]:
         now = totals(taas, reader)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from taas.common.desired_state import CounterSlot
 from taas.server.services.counters import accumulate
+from taas.testing.server import free_port, run_server
 
 from .conftest import Api, neutron_error
 
@@ -179,3 +181,20 @@ def test_accumulate_is_pure_and_keeps_the_first_epoch() -> None:
                                               8, 80)], __import__("datetime").datetime(2026, 1, 1))
     assert doc["totals"]["mirrored"] == [5, 50]  # the input document is not changed
     assert again["totals"]["mirrored"] == [8, 80] and again["slots"]["h|s|mirrored"][0] == T0
+
+
+def test_unauthenticated_listener_and_noauth_admin() -> None:
+    """metrics_port serves the same metrics without a token; under noauth a caller without
+    identity headers is admin and may read /metrics, a project member may not."""
+    port = free_port()
+    with run_server(metrics_port=port) as srv:
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert r.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(r.text)}
+        assert {"taas_mirrored_packets", "taas_http_request_duration_seconds"} <= names
+        assert httpx.get(f"{srv.url}/metrics", timeout=10).status_code == 401
+    with run_server(auth_strategy="noauth") as srv:
+        assert httpx.get(f"{srv.url}/metrics", timeout=10).status_code == 200
+        member = httpx.get(f"{srv.url}/metrics", timeout=10,
+                           headers={"X-Project-Id": "p1", "X-Roles": "member"})
+        neutron_error(member, 403, "PolicyNotAuthorized")
