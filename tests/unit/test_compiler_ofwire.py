@@ -48,6 +48,22 @@ def rich_flows(cloud: Cloud) -> set[Flow]:  # noqa: F811
     return flows
 
 
+def test_limit_flows_encode_to_what_ovs_decodes() -> None:
+    """Meters (instruction), pkt_mark matches and writes, truncating outputs: every flow of
+    the probe's host that uses them."""
+    from taas.agent.ovs.probe import probe_source
+
+    flows = {f for fs in probe_source().flows.values() for f in fs
+             if f.table != 213  # (the FILTER table's matches are ovs-ofctl's, as before)
+             and ("meter:" in f.actions or "pkt_mark" in f.actions or "max_len" in f.actions
+             or any(t.startswith("pkt_mark") for t in f.match))}
+    assert any(f.actions.startswith("meter:") for f in flows)
+    assert any("max_len" in f.actions for f in flows)
+    for f in flows:
+        cmd, cookie, back = ofp_print(ofwire.encode_flow_mod(f, ofwire.OFPFC_ADD, COOKIE, 7))
+        assert (cmd, cookie, back) == ("ADD", COOKIE, f)
+
+
 def test_every_compiled_flow_encodes_to_what_ovs_decodes(cloud: Cloud) -> None:  # noqa: F811
     flows = rich_flows(cloud)
     kinds = {(f.table, f.priority) for f in flows}

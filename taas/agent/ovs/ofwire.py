@@ -1,8 +1,9 @@
 """OpenFlow 1.4 wire encoding of the flows taas writes (for bundles sent without ovs-ofctl).
 
 Only the vocabulary of ``compile.py`` is known: matches on in_port, dl_vlan / vlan_tci,
-dl_dst, tun_id and registers; actions output, IN_PORT, NORMAL, drop, push_vlan, pop_vlan,
-set_field (vlan_vid, tun_id, registers), resubmit(,T) and clone(...). ``encode_flow_mod``
+dl_dst, tun_id, pkt_mark and registers; actions output, output(port=P,max_len=N), IN_PORT,
+NORMAL, drop, push_vlan, pop_vlan, set_field (vlan_vid, tun_id, pkt_mark, registers),
+resubmit(,T), clone(...) and a leading meter:N (the meter instruction). ``encode_flow_mod``
 returns None for anything else (e.g. an unusual ``continuation``), and the caller falls back
 to ``ovs-ofctl``, which parses everything. Pure: no I/O.
 """
@@ -29,10 +30,10 @@ OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
 _OFPP_IN_PORT, _OFPP_NORMAL, _OFPP_ANY = 0xFFFFFFF8, 0xFFFFFFFA, 0xFFFFFFFF
 _OFPG_ANY = 0xFFFFFFFF
 _NO_BUFFER = 0xFFFFFFFF
-_OFPIT_APPLY_ACTIONS = 4
+_OFPIT_APPLY_ACTIONS, _OFPIT_METER = 4, 6
 _OFPAT_OUTPUT, _OFPAT_PUSH_VLAN, _OFPAT_POP_VLAN, _OFPAT_SET_FIELD = 0, 17, 18, 25
 _NX_VENDOR = 0x00002320
-_NXAST_RESUBMIT_TABLE, _NXAST_CLONE = 14, 42
+_NXAST_RESUBMIT_TABLE, _NXAST_OUTPUT_TRUNC, _NXAST_CLONE = 14, 39, 42
 _OFPP10_IN_PORT = 0xFFF8  # resubmit's in_port field uses the 16-bit port space
 
 # OXM (class, field, width in bytes) of the fields taas matches or sets.
@@ -43,6 +44,7 @@ _FIELDS: dict[str, tuple[int, int, int]] = {
     "dl_dst": (_OXM_BASIC, 3, 6),
     "vlan_vid": (_OXM_BASIC, 6, 2),
     "tun_id": (_OXM_BASIC, 38, 8),
+    "pkt_mark": (_NXM1, 33, 4),
     **{f"reg{i}": (_NXM1, i, 4) for i in range(16)},
 }
 
@@ -130,6 +132,12 @@ def _action(a: str) -> bytes:
         return _output(_OFPP_IN_PORT)
     if a.startswith("output:"):
         return _output(_int(a[7:]))
+    if a.startswith("output(port=") and a.endswith(")"):
+        port, sep, max_len = a[12:-1].partition(",max_len=")
+        if not sep or not 0 < _int(port) < 0xFF00:
+            raise Unsupported(a)
+        return struct.pack("!HHIHHI", 0xFFFF, 16, _NX_VENDOR, _NXAST_OUTPUT_TRUNC, _int(port),
+                           _int(max_len))
     if a == "pop_vlan":
         return struct.pack("!HH4x", _OFPAT_POP_VLAN, 8)
     if a.startswith("push_vlan:"):
@@ -156,8 +164,14 @@ def _action(a: str) -> bytes:
 def _instructions(actions: str) -> bytes:
     if actions == "drop":
         return b""  # no instruction: the packet is dropped
-    acts = b"".join(_action(a) for a in split_actions(actions))
-    return struct.pack("!HH4x", _OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
+    steps = split_actions(actions)
+    meter = b""
+    if steps[0].startswith("meter:"):  # an instruction of its own, before the actions
+        meter = struct.pack("!HHI", _OFPIT_METER, 8, _int(steps.pop(0)[6:]))
+    if any(a.startswith("meter:") for a in steps):
+        raise Unsupported(actions)
+    acts = b"".join(_action(a) for a in steps)
+    return meter + struct.pack("!HH4x", _OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
 
 
 def encode_flow_mod(flow: Flow, command: int, cookie: int, xid: int) -> bytes:
