@@ -77,7 +77,8 @@ def _error(status: int, body: Any) -> nexc.NeutronException:
 
 
 class TaasProxyPlugin(service_base.ServicePluginBase):
-    supported_extension_aliases = ["taas", "taas-vlan-filter", "tap-mirror"]
+    supported_extension_aliases = ["taas", "taas-vlan-filter", "tap-mirror", "taas-tap-filter",
+                                   "taas-limits"]
     path_prefix = "/taas"
 
     def __init__(self) -> None:
@@ -191,5 +192,5 @@ def _bind(singular: str, plural: str) -> None:
 
 
 for _s, _p in (("tap_service", "tap_services"), ("tap_flow", "tap_flows"),
-               ("tap_mirror", "tap_mirrors")):
+               ("tap_mirror", "tap_mirrors"), ("tap_filter", "tap_filters")):
     _bind(_s, _p)

@@ -71,7 +71,58 @@ def osc(nsys: NeutronSystem, *args: str) -> Any:
 
 def test_extensions_registered_in_neutron(nsys: NeutronSystem) -> None:
     aliases = {e["alias"] for e in nsys.neutron.get("/v2.0/extensions").json()["extensions"]}
-    assert {"taas", "taas-vlan-filter", "tap-mirror"} <= aliases
+    assert {"taas", "taas-vlan-filter", "tap-mirror", "taas-tap-filter", "taas-limits"} <= \
+        aliases
+
+
+def same(via: dict[str, Any], direct: dict[str, Any]) -> None:
+    """The same attributes and values, but for what the agents move meanwhile."""
+    moving = ("status", "statistics")
+    assert set(via) == set(direct)
+    assert {k: v for k, v in via.items() if k not in moving} == \
+        {k: v for k, v in direct.items() if k not in moving}
+
+
+def test_limits_statistics_and_tap_filters_through_neutron(nsys: NeutronSystem) -> None:
+    """taas-server's newer attributes and tap filters, declared in neutron-server: the same
+    answers through it as directly, its errors too (Neutron validates none of them)."""
+    lab = nsys.lab
+    member = {"X-Auth-Token": nsys.ks.token("project-a-member")}
+    via = lambda m, path, **kw: nsys.neutron.request(m, path, headers=member, **kw)  # noqa: E731
+    direct = lambda m, path, **kw: nsys.taas.request(m, path, headers=member, **kw)  # noqa: E731
+    tf_rule = {"priority": 10, "action": "mirror", "protocol": "icmp"}
+    r = via("POST", "/v2.0/taas/tap_filters", json={"tap_filter": {"name": "icmp",
+                                                                   "rules": [tf_rule]}})
+    assert r.status_code == 201, r.text
+    flt = r.json()["tap_filter"]
+    assert direct("GET", f"/v2.0/taas/tap_filters/{flt['id']}").json() == {"tap_filter": flt}
+    r = via("POST", "/v2.0/taas/tap_services", json={"tap_service": {
+        "name": "limits", "port_id": lab.vm("vm5").port_id, "max_pps": 1000}})
+    assert r.status_code == 201, r.text
+    ts = r.json()["tap_service"]
+    assert ts["max_pps"] == 1000
+    same(via("GET", f"/v2.0/taas/tap_services/{ts['id']}").json()["tap_service"],
+         direct("GET", f"/v2.0/taas/tap_services/{ts['id']}").json()["tap_service"])
+    r = via("POST", "/v2.0/taas/tap_flows", json={"tap_flow": {
+        "tap_service_id": ts["id"], "source_port": lab.vm("vm4").port_id, "direction": "IN",
+        "snaplen": 128, "tap_filter_id": flt["id"]}})
+    assert r.status_code == 201, r.text
+    tf = r.json()["tap_flow"]
+    assert (tf["snaplen"], tf["tap_filter_id"]) == (128, flt["id"])
+    same(via("GET", f"/v2.0/taas/tap_flows/{tf['id']}").json()["tap_flow"],
+         direct("GET", f"/v2.0/taas/tap_flows/{tf['id']}").json()["tap_flow"])
+    r = via("PUT", f"/v2.0/taas/tap_flows/{tf['id']}", json={"tap_flow": {"snaplen": 256}})
+    assert r.status_code == 200 and r.json()["tap_flow"]["snaplen"] == 256
+    bad = {"tap_flow": {"snaplen": 10}}
+    r_via = via("PUT", f"/v2.0/taas/tap_flows/{tf['id']}", json=bad)
+    r_direct = direct("PUT", f"/v2.0/taas/tap_flows/{tf['id']}", json=bad)
+    assert r_via.status_code == r_direct.status_code == 400
+    assert r_via.json()["NeutronError"]["type"] == r_direct.json()["NeutronError"]["type"]
+    assert r_via.json()["NeutronError"]["message"] == r_direct.json()["NeutronError"]["message"]
+    assert via("DELETE", f"/v2.0/taas/tap_services/{ts['id']}").status_code == 204
+    nsys.wait_gone("tap_flows", tf["id"])  # with its service, once the agents are done
+    nsys.wait_gone("tap_services", ts["id"])
+    assert via("DELETE", f"/v2.0/taas/tap_filters/{flt['id']}").status_code == 204
 
 
 def test_sdk_and_cli_through_neutron(nsys: NeutronSystem, sdk: Any,

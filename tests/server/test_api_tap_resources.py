@@ -28,7 +28,7 @@ def test_extensions_listed(api: Api) -> None:
     exts = api("a-reader").get("/v2.0/extensions").json()["extensions"]
     assert {e["alias"] for e in exts} == {
         "taas", "taas-vlan-filter", "tap-mirror", "tap-mirror-both-direction", "quotas",
-        "quota_details", "taas-tap-filter"}
+        "quota_details", "taas-tap-filter", "taas-limits"}
     assert all(set(e) >= {"alias", "name", "description", "updated", "links"} for e in exts)
 
 

@@ -26,6 +26,9 @@ EXTENSIONS = [
     ("taas-tap-filter", "Tap filters",
      "Ordered mirror/skip rules on protocol, CIDRs and ports that tap flows name "
      "(tap_filter_id), applied on the source host."),
+    # Named so that neutron-server (taas/neutron_plugin) declares the same attributes.
+    ("taas-limits", "Tap-as-a-Service limits and statistics",
+     "snaplen, max_pps and max_kbps of tap resources, and their counters (statistics)."),
 ]
 
 
