@@ -5,9 +5,11 @@ order), `statistics` in every GET, and GET /metrics (admin only, values equal to
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from taas.common.desired_state import CounterSlot
@@ -51,12 +53,30 @@ class Host:
         return r.json()["counters"]
 
 
+@pytest.fixture
+def deleted_after(api: Api) -> Iterator[None]:
+    """The tap services and mirrors a test made go afterwards (the shared server's taas_ids
+    are few): deleting a service deletes its flows."""
+    before = {k: _ids(api, k) for k in ("tap_service", "tap_mirror")}
+    yield
+    for kind, had in before.items():
+        for rid in _ids(api, kind) - had:
+            api("admin").delete(f"/v2.0/taas/{kind}s/{rid}")
+        assert _ids(api, kind) <= had  # no host holds them: gone at once
+
+
+def _ids(api: Api, kind: str) -> set[str]:
+    r = api("admin").get(f"/v2.0/taas/{kind}s", params={"fields": "id"})
+    return {x["id"] for x in r.json()[f"{kind}s"]}
+
+
 def stats(api: Api, kind: str, rid: str) -> dict[str, Any]:
     r = api("a-member").get(f"/v2.0/taas/{kind}s/{rid}")
     assert r.status_code == 200, r.text
     return r.json()[kind]["statistics"]
 
 
+@pytest.mark.usefixtures("deleted_after")
 def test_accumulation_restart_reinstall_move_and_order(api: Api) -> None:
     ts = api.tap_service()
     tf = api.tap_flow(ts)
@@ -101,6 +121,7 @@ def test_accumulation_restart_reinstall_move_and_order(api: Api) -> None:
     assert listed[0]["statistics"] == s
 
 
+@pytest.mark.usefixtures("deleted_after")
 def test_service_and_mirror_statistics_and_unknown_ids(api: Api) -> None:
     ts = api.tap_service()
     tm = api.tap_mirror(directions={"IN": 4100 + uuid.uuid4().int % 10**6,
@@ -140,6 +161,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+@pytest.mark.usefixtures("deleted_after")
 def test_metrics_parse_equal_the_gets_and_are_admin_only(api: Api) -> None:
     ts = api.tap_service()
     tf = api.tap_flow(ts)
