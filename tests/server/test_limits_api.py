@@ -5,6 +5,7 @@ and the desired state of the hosts concerned (keys only when set; a PUT republis
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,6 +42,21 @@ def test_limits_on_create_show_list_and_put(api: Api) -> None:
     neutron_error(api("b-member").put(f"{TF}/{flow['id']}",
                                       json={"tap_flow": {"max_pps": 1}}), 404)
     assert c.get(f"{TF}/{flow['id']}").json()["tap_flow"]["max_pps"] == 1000
+    assert c.delete(f"{TM}/{mirror['id']}").status_code == 204
+    assert c.delete(f"{TS}/{svc['id']}").status_code == 204
+
+
+@pytest.fixture(scope="module")
+def shared(api: Api) -> Iterator[dict[str, Any]]:
+    """One tap service, tap flow and tap mirror for the bad-input cases (the session's server
+    has a small taas_id range: no service per case)."""
+    svc = api.tap_service()
+    rows = {"svc": svc, "flow": api.tap_flow(svc, snaplen=200, max_pps=10),
+            "mirror": api.tap_mirror()}
+    yield rows
+    c = api("a-member")
+    c.delete(f"{TM}/{rows['mirror']['id']}")
+    c.delete(f"{TS}/{svc['id']}")
 
 
 @pytest.mark.parametrize("attrs,words", [
@@ -58,10 +74,10 @@ def test_limits_on_create_show_list_and_put(api: Api) -> None:
     ({"max_kbps": "1000"}, "'max_kbps' must be a positive integer"),
     ({"max_kbps": [1]}, "'max_kbps' must be a positive integer"),
 ])
-def test_bad_limits_are_400_and_change_nothing(api: Api, attrs: dict[str, Any],
-                                              words: str) -> None:
+def test_bad_limits_are_400_and_change_nothing(api: Api, shared: dict[str, Any],
+                                              attrs: dict[str, Any], words: str) -> None:
     c = api("a-member")
-    svc = api.tap_service()
+    svc, flow, mirror = shared["svc"], shared["flow"], shared["mirror"]
     port = api.port()
     before = len(c.get(TF).json()["tap_flows"])
     body = {"tap_service_id": svc["id"], "source_port": port["id"], "direction": "OUT",
@@ -69,7 +85,6 @@ def test_bad_limits_are_400_and_change_nothing(api: Api, attrs: dict[str, Any],
     err = neutron_error(c.post(TF, json={"tap_flow": body}), 400, "InvalidInput")
     assert words in err["message"], err
     assert len(c.get(TF).json()["tap_flows"]) == before
-    flow = api.tap_flow(svc, snaplen=200, max_pps=10)
     err = neutron_error(c.put(f"{TF}/{flow['id']}", json={"tap_flow": attrs}), 400,
                         "InvalidInput")
     assert words in err["message"]
@@ -85,7 +100,6 @@ def test_bad_limits_are_400_and_change_nothing(api: Api, attrs: dict[str, Any],
     assert words in err["message"]
     err = neutron_error(c.put(f"{TS}/{svc['id']}", json={"tap_service": attrs}), 400)
     assert words in err["message"]
-    mirror = api.tap_mirror()
     err = neutron_error(c.put(f"{TM}/{mirror['id']}", json={"tap_mirror": attrs}), 400)
     assert words in err["message"]
 
@@ -138,3 +152,5 @@ def test_limits_in_the_desired_state_and_republished_on_put(api: Api) -> None:
     rev_h = st["revision"]
     assert c.put(f"{TM}/{mirror['id']}", json={"tap_mirror": {"name": "x"}}).status_code == 200
     assert state(h)["revision"] == rev_h
+    assert c.delete(f"{TM}/{mirror['id']}").status_code == 204
+    assert c.delete(f"{TS}/{svc['id']}").status_code == 204
