@@ -91,11 +91,13 @@ def test_four_hosts(lab_factory: Callable[..., Lab]) -> None:
         assert len(h.vxlan_ports) == 3
     a_vms = lb.vms_in("net-a")
     src = a_vms[0].name
+    # A path, not a loss rate: a loaded machine may drop one echo (the first one waits for
+    # ARP and an upcall), a missing path drops them all.
     for v in a_vms[1:]:
-        assert lb.ping(src, v.ip, 2).ok, v.name
+        assert lb.ping(src, v.ip, 3).received > 0, v.name
     b_vms = lb.vms_in("net-b")
     for v in b_vms[1:]:
-        assert lb.ping(b_vms[0].name, v.ip, 2).ok, v.name
+        assert lb.ping(b_vms[0].name, v.ip, 3).received > 0, v.name
     assert lb.tcp_transfer(a_vms[0].name, a_vms[-1].name, 500_000) == 500_000
 
 
