@@ -97,7 +97,7 @@ def meter_drops(lab: Lab, host: str) -> int:
     """Copies taas's meters on `host`'s br-tap dropped (tap flow limits sit there). Flow stats
     after a meter count the copies it then drops too: they are translated in one go."""
     stats = read_meter_stats(f"unix:{lab.host(host).run_dir}/br-tap.mgmt")
-    return sum(drops for _, drops in stats.values())
+    return sum(m.dropped_packets for m in stats.values())
 
 
 def tx_bytes(lab: Lab, target: str, iface: str = "eth0") -> int:

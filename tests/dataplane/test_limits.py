@@ -192,14 +192,14 @@ def _check_tenant(received: int, sent: int, dropped: int) -> None:
         f"the tenant's frames: {received} received of {sent} sent (meters dropped {dropped})")
 
 
-def _check_meter(stats: dict[int, tuple[int, int]], ids: tuple[int, ...], sent: int,
+def _check_meter(stats: dict[int, M.MeterStats], ids: tuple[int, ...], sent: int,
                  copies: int) -> int:
     """The meter's own counts (what the counters report as dropped_packets) against the
     frames sent and the copies the monitor saw: it saw every frame of the offer (up to the
     machine's own losses before it), and what it let through reached the monitor (idem after
     it). On an idle lab the drops equal sent - copies within 1 %; a loaded machine loses a
     few percent of frames around the switch, hence 10 %. Returns the drops."""
-    packets_in, dropped = stats[ids[0]][0], M.dropped(stats, ids)
+    packets_in, dropped = stats[ids[0]].packets_in, M.dropped(stats, ids)
     assert 0.9 * sent <= packets_in <= sent + 10, (packets_in, sent)  # (+ARP, ND)
     assert copies <= packets_in - dropped <= copies + 10 + 0.1 * sent, (packets_in, dropped,
                                                                      copies)

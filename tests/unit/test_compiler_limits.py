@@ -94,8 +94,9 @@ def test_meter_ids_are_deterministic_in_range_and_collisions_probe(
     per = M.resource_meters(_limited(3))
     assert per[("tap_flow", "f1", None)] == (ids[("tap_flow", "f1", None, "pktps")],
                                              ids[("tap_flow", "f1", None, "kbps")])
-    assert M.dropped({per[("tap_flow", "f1", None)][0]: (9, 4),
-                      per[("tap_flow", "f1", None)][1]: (5, 1)},
+    pps, kbps = per[("tap_flow", "f1", None)]
+    assert M.dropped({pps: M.MeterStats(pps, 9, 4, 400, 1.0),
+                      kbps: M.MeterStats(kbps, 5, 1, 100, 1.0)},
                      per[("tap_flow", "f1", None)]) == 5
     monkeypatch.setattr(M, "_hash", lambda key: 7)  # everything collides
     clash = M.meter_ids(_limited(3))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from taas.agent.ovs import tool
 from taas.agent.ovs.flows import Flow, parse_dump_line
+from taas.agent.ovs.meters import MeterStats
 from taas.agent.ovs.tables import COOKIE
 from taas.common.desired_state import SAME_EPOCH_MS, CounterSlot
 
@@ -63,25 +64,6 @@ def dump_stats(target: str) -> list[FlowStats]:
                     f"cookie={COOKIE:#x}/-1"])
     parsed = (parse_stats_line(line) for line in out.splitlines())
     return [p[1] for p in parsed if p is not None and p[0] == COOKIE]
-
-
-_METER = re.compile(r"meter:(\d+)\s.*?duration:([\d.]+)s\s+bands:\s*\n\s*0:\s*"
-                    r"packet_count:(\d+)\s+byte_count:(\d+)", re.S)
-
-
-@dataclass(frozen=True)
-class MeterDrops:
-    meter_id: int
-    packets: int  # dropped by its (one) drop band
-    bytes: int
-    duration: float  # seconds since the meter was created
-
-
-def meter_drops(target: str) -> list[MeterDrops]:
-    """The drop band counts of every meter of a bridge (``ovs-ofctl meter-stats``)."""
-    out = tool.run(["ovs-ofctl", "-O", OF_VERSION, "meter-stats", target])
-    return [MeterDrops(int(m.group(1)), int(m.group(3)), int(m.group(4)), float(m.group(2)))
-            for m in _METER.finditer(out)]
 
 
 def slot_name(bridge: str, flow: Flow) -> str:
@@ -131,7 +113,7 @@ class CounterReader:
         self._forget(seen, "f")
         return out
 
-    def dropped(self, owners: Mapping[int, Counted], drops: Mapping[str, Iterable[MeterDrops]],
+    def dropped(self, owners: Mapping[int, Counted], drops: Mapping[str, Iterable[MeterStats]],
                 now: float) -> list[CounterSlot]:
         """The ``dropped`` slots of the rate-limit meters (meter id -> its resource) among
         ``drops`` (bridge -> its meters). A resource with two meters (max_pps and max_kbps)
@@ -145,10 +127,10 @@ class CounterReader:
                     continue
                 slot = f"m{bridge}/{d.meter_id:x}"
                 seen.add(slot)
-                epoch = self.epoch(slot, round((now - d.duration) * 1000), d.packets)
+                epoch = self.epoch(slot, round((now - d.duration) * 1000), d.dropped_packets)
                 kind, rid, _, direction = owner
-                out.append(CounterSlot(kind, rid, "dropped", slot, epoch, d.packets,  # type: ignore[arg-type]
-                                       d.bytes, direction))  # type: ignore[arg-type]
+                out.append(CounterSlot(kind, rid, "dropped", slot, epoch,  # type: ignore[arg-type]
+                                       d.dropped_packets, d.dropped_bytes, direction))  # type: ignore[arg-type]
         self._forget(seen, "m")
         return out
 

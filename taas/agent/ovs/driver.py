@@ -29,7 +29,7 @@ from taas.agent.ovs.compile import (
     held_vlans,
     static_flows,
 )
-from taas.agent.ovs.counters import CounterReader, FlowStats, dump_stats, meter_drops
+from taas.agent.ovs.counters import CounterReader, FlowStats, dump_stats
 from taas.agent.ovs.flows import Flow
 from taas.agent.ovs.ovsdb import Iface, OvsdbClient
 from taas.agent.ovs.probe import probe_flows
@@ -264,8 +264,8 @@ class OvsDriver:
                 LOG.info("host %s: %d meters written on %s", self.host, written, br)
         return stale
 
-    def meter_stats(self) -> dict[int, tuple[int, int]]:
-        """{meter id: (packets in, packets dropped)} of taas's meters on br-int and br-tap
+    def meter_stats(self) -> dict[int, M.MeterStats]:
+        """The counts of taas's meters on br-int and br-tap
         (``meters.resource_meters`` says which resource each belongs to)."""
         out: dict[int, tuple[int, int]] = {}
         for br in (BR_INT, BR_TAP):
@@ -358,7 +358,7 @@ class OvsDriver:
         owners = {mid: (kind, rid, "dropped", d)
                   for (kind, rid, d), ids in M.resource_meters(desired).items()  # type: ignore[arg-type]
                   for mid in ids}
-        drops = {self.of[br].bridge: meter_drops(self.of[br].target)
+        drops = {self.of[br].bridge: M.read_meter_stats(self.of[br].target).values()
                  for br, specs in compiled.meters.items() if specs}
         return out + reader.dropped(owners, drops, now)
 

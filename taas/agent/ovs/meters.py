@@ -22,7 +22,7 @@ from typing import Literal
 from taas.agent.ovs import tool
 from taas.common.desired_state import DesiredState
 
-__all__ = ["METER_FIRST", "METER_LAST", "MeterKey", "MeterSpec", "burst_size",
+__all__ = ["METER_FIRST", "METER_LAST", "MeterKey", "MeterSpec", "MeterStats", "burst_size",
            "delete_meters", "dropped", "limit_keys", "limits_error", "meter_ids", "meters_of",
            "read_meter_stats", "read_meters", "resource_meters", "write_meters"]
 
@@ -118,9 +118,9 @@ def resource_meters(desired: DesiredState) -> dict[tuple[str, str, str | None], 
     return out
 
 
-def dropped(stats: Mapping[int, tuple[int, int]], ids: Iterable[int]) -> int:
+def dropped(stats: Mapping[int, MeterStats], ids: Iterable[int]) -> int:
     """The copies the meters ``ids`` dropped (missing meters count 0)."""
-    return sum(stats.get(i, (0, 0))[1] for i in ids)
+    return sum(stats[i].dropped_packets for i in ids if i in stats)
 
 
 def limit_keys(kind: str, rid: str, direction: str | None = None) -> tuple[MeterKey, MeterKey]:
@@ -141,8 +141,19 @@ def limits_error(snaplen: int | None, max_pps: int | None, max_kbps: int | None)
 
 _CONFIG = re.compile(r"meter=(\d+)\s+(pktps|kbps)\b[^\n]*\n\s*type=drop\s+rate=(\d+)"
                      r"(?:\s+burst_size=(\d+))?")
-_STATS = re.compile(r"meter:(\d+)\s.*?packet_in_count:(\d+).*?bands:\s*\n\s*0:\s*"
-                    r"packet_count:(\d+)", re.S)
+_STATS = re.compile(r"meter:(\d+)\s.*?packet_in_count:(\d+).*?duration:([\d.]+)s\s+bands:"
+                    r"\s*\n\s*0:\s*packet_count:(\d+)\s+byte_count:(\d+)", re.S)
+
+
+@dataclass(frozen=True)
+class MeterStats:
+    """One meter's counts; they start at 0 when the meter is created (a new id, an OVS
+    restart), ``duration`` seconds ago."""
+    meter_id: int
+    packets_in: int
+    dropped_packets: int  # by its (one) drop band
+    dropped_bytes: int
+    duration: float
 
 
 def _ofctl(target: str, *args: str) -> str:
@@ -160,14 +171,14 @@ def read_meters(target: str) -> dict[int, MeterSpec]:
     return out
 
 
-def read_meter_stats(target: str) -> dict[int, tuple[int, int]]:
-    """taas's meters on a bridge: {meter id: (packets in, packets its drop band dropped)}.
-    Counts start at 0 when a meter is created (a new id, an OVS restart)."""
-    out: dict[int, tuple[int, int]] = {}
+def read_meter_stats(target: str) -> dict[int, MeterStats]:
+    """taas's meters on a bridge and their counts (``ovs-ofctl meter-stats``)."""
+    out: dict[int, MeterStats] = {}
     for m in _STATS.finditer(_ofctl(target, "meter-stats")):
         mid = int(m.group(1))
         if METER_FIRST <= mid <= METER_LAST:
-            out[mid] = (int(m.group(2)), int(m.group(3)))
+            out[mid] = MeterStats(mid, int(m.group(2)), int(m.group(4)), int(m.group(5)),
+                                  float(m.group(3)))
     return out
 
 
