@@ -77,6 +77,18 @@ def _defaults() -> list[policy.RuleDefault]:
 
 
 NO_FILE = "/nonexistent/taas-policy.yaml"  # no operator file: the defaults alone
+DECIDED_SIZE = 10_000  # remembered decisions (the agents' checks repeat at every call)
+
+
+def _key(rule: str, target: Mapping[str, Any], creds: Mapping[str, Any]) -> Any:
+    """A hashable form of a check's inputs (lists as tuples); None if a value is not."""
+    def frozen(doc: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
+        return frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in doc.items())
+
+    try:
+        return rule, frozen(target), frozen(creds)
+    except TypeError:
+        return None
 
 
 class Policy:
@@ -96,13 +108,24 @@ class Policy:
             self._enforcer.load_rules()
         except Exception as exc:  # noqa: BLE001 - oslo.policy raises several kinds
             raise ConfigError(f"cannot load policy_file {policy_file}: {exc}") from None
+        # Decisions of the defaults, which never change: a check is pure in (rule, target,
+        # credentials). (oslo.policy inspects each check's signature at every call.)
+        self._decided: dict[Any, bool] = {}
         if policy_file is None:
             # No file to follow: the defaults never change. Else oslo.policy searches the
             # config dirs for NO_FILE at every check (a tenth of an idle server's CPU).
             self._enforcer.use_conf = False
 
     def check(self, rule: str, target: Mapping[str, Any], creds: Mapping[str, Any]) -> bool:
-        return bool(self._enforcer.authorize(rule, dict(target), dict(creds)))
+        key = _key(rule, target, creds) if not self._enforcer.use_conf else None
+        if key is not None and (known := self._decided.get(key)) is not None:
+            return known
+        allowed = bool(self._enforcer.authorize(rule, dict(target), dict(creds)))
+        if key is not None:
+            if len(self._decided) >= DECIDED_SIZE:
+                self._decided.clear()
+            self._decided[key] = allowed
+        return allowed
 
     def attribute_rules(self, action: str, attributes: Iterable[str]) -> list[str]:
         """The `<action>:<attribute>` rules that apply to the attributes a request sets."""

@@ -335,6 +335,11 @@ class AgentRepository(Repository[Agent]):
     def by_host(self, host: str) -> Agent | None:
         return self.session.scalars(select(Agent).where(Agent.host == host)).first()
 
+    def row_of(self, host: str) -> Any:
+        """The host's agent as a plain row (its columns by name), None if unknown: what a
+        heartbeat reads, without building an ORM object."""
+        return self.session.execute(select(*Agent.__table__.c).where(Agent.host == host)).first()
+
     def host_with_tunnel_ip(self, addresses: Iterable[str]) -> str | None:
         stmt = select(Agent.host).where(Agent.tunnel_ip.in_(list(addresses)))
         return self.session.scalars(stmt).first()

@@ -105,13 +105,13 @@ class Agents:
                 f"tunnel_ip {tunnel_ip} is the remote_ip of a tap mirror: its copies would "
                 "land in this hypervisor; use another tunnel address or delete the mirror")
 
-    def heartbeat(self, session: Session, ctx: Context, host: str, body: Any) -> Agent | None:
-        """A registered agent with the same tunnel IP: nothing changes but its liveness, which
-        is queued for the next flush_beats (within a second). None: a real (re)registration,
-        for register()."""
+    def heartbeat(self, session: Session, ctx: Context, host: str, body: Any) -> Any:
+        """A registered agent with the same tunnel IP (as a row: its columns by name): nothing
+        changes but its liveness, which is queued for the next flush_beats (within seconds).
+        None: a real (re)registration, for register()."""
         self.authorize(ctx, host)
         tunnel_ip = self._tunnel_ip(body)
-        agent = AgentRepository(session).by_host(host)
+        agent = AgentRepository(session).row_of(host)
         if agent is None or agent.tunnel_ip != tunnel_ip:
             return None
         with self._beats_lock:
