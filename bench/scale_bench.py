@@ -1,11 +1,11 @@
 """Scale benchmark: N simulated taas agents against a real taas-server.
 
     python -m bench.scale_bench [--agents 100 1000] [--db sqlite|postgres] [--replicas 1 3]
-                                [--changes 20] [--idle 110] [--server-src DIR]
+                                [--changes 20] [--idle 120] [--server-src DIR]
                                 [--real-agent | --no-real-agent] [--profile FILE]
 
 Each simulated agent behaves like taas-agent on the wire (taas/agent/agent.py, client.py):
-registers, heartbeats every 10 s (skipped, but once a minute, while its long-poll waits on a
+registers, heartbeats every 10 s (skipped, but every 2 minutes, while its long-poll waits on a
 server that counts that as alive), sends its port set (skipped while the server's digest matches
 it), long-polls its desired state (?revision=, 55 s), and reports after each new revision
 (skipped while the server's digest matches). All agents run in this one process (asyncio +
@@ -479,9 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=int, nargs="+", default=[1],
                    help="servers on one PostgreSQL (several values: one run each, to compare)")
     p.add_argument("--changes", type=int, default=20, help="tap service + flow pairs")
-    p.add_argument("--idle", type=float, default=110.0,
-                   help="idle window (s); two long-poll periods, since agents started together"
-                   " time out together")
+    p.add_argument("--idle", type=float, default=120.0,
+                   help="idle window (s): two long-poll periods, one full heartbeat period (agents"
+                   " started together time out and beat together)")
     p.add_argument("--profile", type=Path, help="py-spy raw profile of the idle server here")
     p.add_argument("--server-src", type=Path, default=Path(__file__).resolve().parents[1],
                    help="source tree the server runs from")

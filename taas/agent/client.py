@@ -22,7 +22,11 @@ LOG = logging.getLogger(__name__)
 # Retries back off up to this (exponential with jitter, agent/schedule.py): after an outage
 # a thousand agents must not come back in lockstep and keep an overloaded server down.
 MAX_BACKOFF = 30.0
-FULL_HEARTBEAT = 60.0  # seconds between heartbeats while a long-poll keeps the agent alive
+# Seconds between heartbeats while a long-poll keeps the agent alive (the server then knows it
+# alive anyway): what this heartbeat still does is re-register an agent whose row an admin
+# deleted, and refresh what the register answer carries (digests also come with every
+# long-poll answer; a tunnel IP change is sent at once).
+FULL_HEARTBEAT = 120.0
 
 
 class ServerError(Exception):
