@@ -14,14 +14,23 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from taas.server.db.migrations import HEAD, is_current, script_head, upgrade
 from taas.testing.server import free_port, run_server
+from taas.testing.wait import wait_until
 
 from .conftest import fresh_db_url
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def waiting_long_polls(admin: httpx.Client) -> float:
+    for family in text_string_to_metric_families(admin.get("/metrics").text):
+        if family.name == "taas_agent_long_polls_waiting":
+            return family.samples[0].value
+    raise AssertionError("/metrics has no taas_agent_long_polls_waiting")
 
 
 @pytest.mark.parametrize("db_kind,sig", [("sqlite", signal.SIGTERM),
@@ -50,7 +59,11 @@ def test_stop_with_a_pending_long_poll_is_prompt(db_kind: str, request: pytest.F
 
         poller = threading.Thread(target=long_poll, daemon=True)
         poller.start()
-        time.sleep(0.5)  # the long-poll is now waiting on the server
+        # The sentinel: the server itself counts the long-poll as waiting (not a sleep).
+        admin = srv.client("admin")
+        wait_until(lambda: waiting_long_polls(admin) >= 1, timeout=30,
+                   what="the long-poll waiting on the server")
+        admin.close()
         assert poller.is_alive() and not result
         proc = srv.proc
         assert proc is not None

@@ -41,7 +41,7 @@ def create_app(settings: Settings, tokens: TokenStore | None = None) -> FastAPI:
     taps = TapResources(settings, driver, Quotas(settings))
     listener = PostgresListener(settings.db_url, notifier) if db.is_postgres else None
     inventory = build_inventory(settings, driver, taps, db)
-    metrics = Metrics(db)
+    metrics = Metrics(db, notifier)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taas.server.api.auth import Caller
 from taas.server.db.counters import CounterRepository
 from taas.server.db.session import Database
+from taas.server.drivers.notifier import RevisionNotifier
 
 LOG = logging.getLogger(__name__)
 router = APIRouter()
@@ -87,9 +94,12 @@ class CountersCollector(Collector):
 class Metrics:
     """One server's registry: the collector above and the request latency histogram."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, notifier: RevisionNotifier) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(CountersCollector(db))
+        # Per replica: how many agents are watching this process right now.
+        Gauge("taas_agent_long_polls_waiting", "Agent long-polls waiting in this server process",
+              registry=self.registry).set_function(lambda: notifier.waiting)
         self.latency = Histogram(
             "taas_http_request_duration_seconds", "API request latency by route and method",
             ["method", "route"], registry=self.registry,

@@ -31,6 +31,7 @@ class RevisionNotifier:
         # Set when the server stops: long-polls answer at once instead of waiting.
         self.closing = False
         self.wakeups = 0  # waiters woken, for tests and the benchmark
+        self.waiting = 0  # long-polls waiting now in this process (/metrics)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

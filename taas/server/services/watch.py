@@ -77,10 +77,12 @@ async def wait_for_change(
             if current != known or remaining <= 0 or notifier.closing:
                 return True
             woken = asyncio.ensure_future(event.wait())
+            notifier.waiting += 1
             try:
                 await asyncio.wait({woken, gone}, timeout=min(remaining, poll),
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
+                notifier.waiting -= 1
                 woken.cancel()
             if gone.done():
                 return False
