@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -131,3 +132,24 @@ def observe(lab: Lab, sends: list[tuple[str, bytes]], at: list[str] | None = Non
         for vm, frames in by_vm.items():
             lab.send_frames(vm, frames)
     return {vm: Counter(f for f in c.frames if b"TAAS-DP" in f) for vm, c in caps.items()}
+
+
+def gre_payloads(frames: list[bytes]) -> list[tuple[int, int | None, bytes]]:
+    """(GRE protocol, key, payload) of the IPv4 GRE packets among Ethernet frames."""
+    out = []
+    for f in frames:
+        if len(f) < 38 or f[12:14] != b"\x08\x00" or f[23] != 47:
+            continue
+        ip = f[14:]
+        gre = ip[(ip[0] & 0xF) * 4:]
+        flags, proto = struct.unpack("!HH", gre[:4])
+        off, key = 4, None
+        if flags & 0x8000:
+            off += 4
+        if flags & 0x2000:
+            key = struct.unpack("!I", gre[off:off + 4])[0]
+            off += 4
+        if flags & 0x1000:
+            off += 4
+        out.append((proto, key, gre[off:]))
+    return out

@@ -14,7 +14,7 @@ import struct
 from collections import Counter
 
 import pytest
-from taasdp import BCAST, MCAST, Taas, frame, observe, prime
+from taasdp import BCAST, MCAST, Taas, frame, gre_payloads, observe, prime
 
 from taas.agent.ovs import tables as T
 from taas.common.vlans import parse_vlan_filter
@@ -122,27 +122,6 @@ def test_vlan_filter_on_vm_tagged_frames(lab: Lab, taas: Taas) -> None:
     check(lab, taas, plan, baseline)
 
 
-def _gre_payloads(frames: list[bytes]) -> list[tuple[int, int | None, bytes]]:
-    """(GRE protocol, key, payload) of the IPv4 GRE packets among Ethernet frames."""
-    out = []
-    for f in frames:
-        if len(f) < 38 or f[12:14] != b"\x08\x00" or f[23] != 47:
-            continue
-        ip = f[14:]
-        gre = ip[(ip[0] & 0xF) * 4:]
-        flags, proto = struct.unpack("!HH", gre[:4])
-        off, key = 4, None
-        if flags & 0x8000:
-            off += 4
-        if flags & 0x2000:
-            key = struct.unpack("!I", gre[off:off + 4])[0]
-            off += 4
-        if flags & 0x1000:
-            off += 4
-        out.append((proto, key, gre[off:]))
-    return out
-
-
 def test_tap_mirror_gre_and_erspan_reach_the_collector(lab: Lab, taas: Taas) -> None:
     prime(lab)
     col = lab.collectors[0]
@@ -159,7 +138,7 @@ def test_tap_mirror_gre_and_erspan_reach_the_collector(lab: Lab, taas: Taas) -> 
         for vm, f in (("mon", to_vm1), ("vm1", from_vm1), ("vm2", from_vm2), ("vm3", bcast)):
             lab.send_frames(vm, [f])
     sent = {to_vm1, from_vm1, from_vm2, bcast}  # (not the VMs' ICMP answers to them)
-    got = [g for g in _gre_payloads(cap.frames) if g[2] in sent or g[2][8:] in sent]
+    got = [g for g in gre_payloads(cap.frames) if g[2] in sent or g[2][8:] in sent]
     gre = Counter((k, p) for proto, k, p in got if proto == 0x6558)
     assert gre == Counter({(101, to_vm1): 1, (102, from_vm1): 1, (101, bcast): 1})
     erspan = []

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from taasdp import Taas, local_ports, prime
+from taasdp import Taas, gre_payloads, local_ports, prime
 
 from taas.agent.ovs import meters as M
 from taas.lab import Lab
@@ -102,7 +102,7 @@ def test_snaplen_local_remote_and_tap_mirror_copies(lab: Lab, lim: Taas) -> None
     assert at_mon == want_mon, (f"extra {[len(f) for f in at_mon - want_mon]}, "
                                 f"missing {[len(f) for f in want_mon - at_mon]}")
     # GRE payloads (key 211: the mirror's IN copies of what vm1 received)
-    got = _gre(caps["col1"].frames)
+    got = gre_payloads(caps["col1"].frames)
     gre = Counter(p for proto, k, p in got if k == 211 and _marked([p]))
     want_gre = Counter({f[:SNAPLEN]: 1 for f, src in sent.items() if b">vm1 " in f})
     assert gre == want_gre, (f"extra {[len(f) for f in gre - want_gre]}, "
@@ -112,25 +112,6 @@ def test_snaplen_local_remote_and_tap_mirror_copies(lab: Lab, lim: Taas) -> None
     want_erspan = Counter({f[:SNAPLEN]: 1 for f, src in sent.items() if src == "vm2"})
     assert erspan == want_erspan, (f"extra {[len(f) for f in erspan - want_erspan]}, "
                                    f"missing {[len(f) for f in want_erspan - erspan]}")
-
-
-def _gre(frames: list[bytes]) -> list[tuple[int, int, bytes]]:
-    """(protocol, key or -1, payload) of each GRE packet (Ethernet + IPv4 + GRE)."""
-    out = []
-    for f in frames:
-        ihl = (f[14] & 0x0F) * 4
-        gre = f[14 + ihl:]
-        flags, proto = struct.unpack("!HH", gre[:4])
-        off, key = 4, -1
-        if flags & 0x8000:
-            off += 4
-        if flags & 0x2000:
-            key = struct.unpack("!I", gre[off:off + 4])[0]
-            off += 4
-        if flags & 0x1000:
-            off += 4
-        out.append((proto, key, gre[off:]))
-    return out
 
 
 def _offer(lab: Lab, senders: dict[str, str], pps: int, seconds: float,
